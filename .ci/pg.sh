@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Starts a throwaway Postgres 15 and PgBouncer (transaction mode) on loopback in a folder.
+#   source .ci/pg.sh; pg_up DIR PG_PORT BOUNCER_PORT; ...; pg_down DIR
+# Installs them from Debian's packages when missing. Used by .ci/run and bench/.
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+pg_install() {
+  local need=()
+  [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15)
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+  command -v psql >/dev/null 2>&1 || need+=(postgresql-client-15)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} from Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+# pg_up DIR PG_PORT BOUNCER_PORT
+pg_up() {
+  local dir=$1 pgport=$2 bport=$3
+  pg_install
+  mkdir -p "$dir"
+  local owner=""
+  if [ "$(id -u)" = 0 ]; then
+    # Postgres refuses to run as root.
+    id postgres >/dev/null 2>&1 || useradd -r -M postgres
+    chown -R postgres "$dir"
+    owner=postgres
+  fi
+  run_as() { if [ -n "$owner" ]; then su -s /bin/bash "$owner" -c "$*"; else bash -c "$*"; fi; }
+  run_as "$PG_BIN/initdb -D '$dir/pgdata' -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null"
+  cat >>"$dir/pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pgport
+unix_socket_directories = '$dir'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = off
+shared_preload_libraries = 'pg_stat_statements'
+timezone = 'UTC'
+CONF
+  run_as "$PG_BIN/pg_ctl -D '$dir/pgdata' -l '$dir/postgres.log' -w start >/dev/null"
+  # The pgbouncer.ini the README documents: the design's "min 10, max 100" connections.
+  sed -e "s|@DIR@|$dir|g" -e "s|@PGPORT@|$pgport|g" -e "s|@BPORT@|$bport|g" \
+    "$(dirname "${BASH_SOURCE[0]}")/pgbouncer.ini" >"$dir/pgbouncer.ini"
+  echo '"postgres" ""' >"$dir/userlist.txt"
+  if [ -n "$owner" ]; then chown "$owner" "$dir/pgbouncer.ini" "$dir/userlist.txt"; fi
+  local bouncer; bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  run_as "$bouncer -d '$dir/pgbouncer.ini'"
+  for _ in $(seq 1 50); do
+    if psql -h 127.0.0.1 -p "$bport" -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "pgbouncer did not come up" >&2
+  cat "$dir/pgbouncer.log" >&2 || true
+  return 1
+}
+
+pg_down() {
+  local dir=$1
+  if [ -f "$dir/pgbouncer.pid" ]; then kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true; fi
+  if [ -f "$dir/pgdata/postmaster.pid" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      su -s /bin/bash postgres -c "$PG_BIN/pg_ctl -D '$dir/pgdata' -m fast -w stop" >/dev/null 2>&1 || true
+    else
+      "$PG_BIN/pg_ctl" -D "$dir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+  fi
+}

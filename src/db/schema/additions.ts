@@ -1,0 +1,37 @@
+// Tables and indexes added to the design, each because correctness or a query needs it
+// (listed in the README under "Schema additions").
+import { index, integer, pgTable, primaryKey, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
+import { createdAt } from "./columns";
+import { orders } from "./orders";
+import { users } from "./users";
+
+// Failed-login counters shared by every instance and isolate: the throttle cannot live in memory.
+// `key` is `email:<address>` or `ip:<address>`.
+export const loginThrottle = pgTable(
+  "login_throttle",
+  {
+    key: varchar("key", { length: 320 }).primaryKey(),
+    failures: integer("failures").notNull(),
+    windowStartedAt: timestamp("window_started_at", { mode: "string" }).notNull(),
+    expiresAt: timestamp("expires_at", { mode: "string" }).notNull(),
+  },
+  (t) => [index("idx_login_throttle_expires_at").on(t.expiresAt)],
+);
+
+// One row per (user, key): the primary key makes concurrent retries collapse onto one order.
+export const orderIdempotencyKeys = pgTable(
+  "order_idempotency_keys",
+  {
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    key: varchar("key", { length: 255 }).notNull(),
+    // SHA-256 of the normalised request, so a reuse with other items is detected.
+    requestHash: varchar("request_hash", { length: 64 }).notNull(),
+    orderId: uuid("order_id")
+      .notNull()
+      .references(() => orders.id, { onDelete: "cascade" }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ name: "order_idempotency_keys_pkey", columns: [t.userId, t.key] })],
+);

@@ -1,0 +1,32 @@
+import * as v from "valibot";
+import { badRequest } from "../errors";
+
+/**
+ * Opaque keyset cursors: base64url of a JSON tuple. Decoding validates the tuple against the
+ * schema of the list that issued it, so a tampered cursor is BAD_REQUEST, never a query error.
+ */
+export function encodeCursor(values: readonly unknown[]): string {
+  return Buffer.from(JSON.stringify(values)).toString("base64url");
+}
+
+export function decodeCursor<T extends v.GenericSchema>(cursor: string, schema: T): v.InferOutput<T> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+  } catch {
+    throw badRequest("cursor is not valid: pass the nextCursor of the previous page");
+  }
+  const result = v.safeParse(schema, parsed);
+  if (!result.success) throw badRequest("cursor is not valid: pass the nextCursor of the previous page");
+  return result.output;
+}
+
+/** A database timestamp text as it appears in cursors ("2026-11-24 23:17:00.123456"). */
+export const timestampText = v.pipe(v.string(), v.regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$/));
+export const uuidText = v.pipe(v.string(), v.uuid());
+
+/** The design's TIMESTAMP columns hold UTC without a zone; the API speaks ISO-8601 with `Z`. */
+export function toIso(timestamp: string | Date): string {
+  if (timestamp instanceof Date) return timestamp.toISOString();
+  return new Date(`${timestamp.replace(" ", "T")}Z`).toISOString();
+}

@@ -1,0 +1,32 @@
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** One JSON object per line, so logs can be grepped and shipped as they are. */
+export function createLogger(level: LogLevel = "info", write: (line: string) => void = (l) => console.log(l)): Logger {
+  const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+    if (order[lvl] < order[level]) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }));
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+  };
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export function describeError(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) {
+    return { error: error.message, errorName: error.name, stack: error.stack, cause: error.cause ? String(error.cause) : undefined };
+  }
+  return { error: String(error) };
+}

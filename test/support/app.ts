@@ -1,0 +1,75 @@
+import type { Database } from "../../src/db/client";
+import { parseEnv, type Env } from "../../src/env";
+import { silentLogger } from "../../src/lib/logger";
+import { createTokenConfig } from "../../src/lib/tokens";
+import { appRouter } from "../../src/routers";
+import type { AppDeps } from "../../src/trpc/context";
+import { createCallerFactory } from "../../src/trpc/init";
+import { users } from "../../src/db/schema";
+import { eq } from "drizzle-orm";
+
+export const TEST_JWT_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
+
+/** A clock tests can move: `clock.advance(seconds)`. */
+export function createTestClock(start = new Date()) {
+  let now = start.getTime();
+  const clock = () => new Date(now);
+  clock.advance = (seconds: number) => {
+    now += seconds * 1000;
+  };
+  clock.set = (d: Date) => {
+    now = d.getTime();
+  };
+  return clock;
+}
+
+export function createTestDeps(db: Database, overrides: Partial<AppDeps> & { env?: Partial<Env> } = {}): AppDeps {
+  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET }), ...overrides.env };
+  return {
+    db,
+    env,
+    logger: silentLogger,
+    tokens: overrides.tokens ?? createTokenConfig(TEST_JWT_SECRET, env.SESSION_TTL_SECONDS),
+    clock: overrides.clock ?? (() => new Date()),
+  };
+}
+
+const createCaller = createCallerFactory(appRouter);
+
+/** A tRPC caller as a given client would be: its token (if any) and its address. */
+export function callerFor(deps: AppDeps, opts: { token?: string; clientAddress?: string } = {}) {
+  return createCaller({
+    ...deps,
+    requestId: "test-request",
+    accessToken: opts.token ?? null,
+    clientAddress: opts.clientAddress ?? "203.0.113.7",
+  });
+}
+
+let counter = 0;
+export const uniqueEmail = (prefix = "user") => `${prefix}-${Date.now().toString(36)}-${++counter}@example.com`;
+
+/** Registers a customer and returns its caller, token and user. */
+export async function signUp(deps: AppDeps, email = uniqueEmail(), password = "correct horse battery") {
+  const auth = await callerFor(deps).auth.register({ email, password });
+  return { ...auth, password, caller: callerFor(deps, { token: auth.accessToken }) };
+}
+
+/** Registers an account and promotes it to admin (the role is not reachable through the API). */
+export async function signUpAdmin(deps: AppDeps, email = uniqueEmail("admin")) {
+  const password = "admin password 123";
+  await callerFor(deps).auth.register({ email, password });
+  await deps.db.update(users).set({ role: "admin" }).where(eq(users.email, email));
+  const auth = await callerFor(deps).auth.login({ email, password });
+  return { ...auth, password, caller: callerFor(deps, { token: auth.accessToken }) };
+}
+
+/** The tRPC error code of a rejected call, or "no error". */
+export async function errorCodeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return "no error";
+  } catch (error) {
+    return (error as { code?: string }).code ?? "not a tRPC error";
+  }
+}
