@@ -1,7 +1,7 @@
 // Tables and indexes added to the design, each because correctness or a query needs it
 // (listed in the README under "Schema additions").
-import { index, integer, pgTable, primaryKey, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
-import { createdAt } from "./columns";
+import { boolean, index, integer, jsonb, pgTable, primaryKey, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
+import { createdAt, utcNow } from "./columns";
 import { orders } from "./orders";
 import { users } from "./users";
 
@@ -34,4 +34,21 @@ export const orderIdempotencyKeys = pgTable(
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ name: "order_idempotency_keys_pkey", columns: [t.userId, t.key] })],
+);
+
+// One row per (job, scheduled minute): claiming a run is an insert that only one host can win,
+// which works through a transaction-mode pooler (session advisory locks do not) and does not
+// have to hold a transaction open while a long job (a backup) runs.
+export const jobRuns = pgTable(
+  "job_runs",
+  {
+    job: varchar("job", { length: 64 }).notNull(),
+    scheduledFor: timestamp("scheduled_for", { mode: "string" }).notNull(),
+    startedAt: timestamp("started_at", { mode: "string" }).notNull().default(utcNow),
+    finishedAt: timestamp("finished_at", { mode: "string" }),
+    host: varchar("host", { length: 255 }).notNull(),
+    ok: boolean("ok"),
+    report: jsonb("report"),
+  },
+  (t) => [primaryKey({ name: "job_runs_pkey", columns: [t.job, t.scheduledFor] }), index("idx_job_runs_started_at").on(t.startedAt)],
 );
