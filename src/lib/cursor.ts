@@ -30,3 +30,26 @@ export function toIso(timestamp: string | Date): string {
   if (timestamp instanceof Date) return timestamp.toISOString();
   return new Date(`${timestamp.replace(" ", "T")}Z`).toISOString();
 }
+
+/**
+ * `timestampText` that is also a real calendar instant Postgres accepts ("2026-02-31" or month 13
+ * pass the shape check but make the `::timestamp` cast fail, which would be a 500, not a 400).
+ */
+export const calendarTimestampText = v.pipe(
+  timestampText,
+  v.check((text) => {
+    const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})/.exec(text);
+    if (!m) return false;
+    const [year, month, day, hour, minute, second] = m.slice(1).map(Number);
+    const d = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+    return (
+      year >= 1 &&
+      d.getUTCFullYear() === year &&
+      d.getUTCMonth() === month - 1 &&
+      d.getUTCDate() === day &&
+      d.getUTCHours() === hour &&
+      d.getUTCMinutes() === minute &&
+      d.getUTCSeconds() === second
+    );
+  }),
+);

@@ -1,4 +1,35 @@
-import { router } from "../trpc/init";
+import * as v from "valibot";
+import { boundedInt, cursor, limit, optionalInput, uuid } from "../lib/validation";
+import * as inventoryService from "../services/inventory";
+import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
-// Filled in by the inventory issue.
-export const inventoryRouter = router({});
+const productId = uuid("productId");
+const DELTA_MESSAGE = "delta must be a non-zero integer from -1000000 to 1000000";
+const delta = v.pipe(
+  boundedInt("delta", -1_000_000, 1_000_000),
+  v.check((d: number) => d !== 0, DELTA_MESSAGE),
+);
+
+export const inventoryRouter = router({
+  get: publicProcedure
+    .input(v.object({ productId }))
+    .query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
+
+  adjust: adminProcedure
+    .input(v.object({ productId, delta }))
+    .mutation(({ ctx, input }) => inventoryService.adjustStock(ctx.db, input)),
+
+  set: adminProcedure
+    .input(v.object({ productId, stock: boundedInt("stock", 0, inventoryService.MAX_STOCK) }))
+    .mutation(({ ctx, input }) => inventoryService.setStock(ctx.db, input)),
+
+  lowStock: adminProcedure
+    .input(
+      optionalInput({
+        threshold: v.optional(boundedInt("threshold", 0, inventoryService.MAX_STOCK), 5),
+        limit,
+        cursor,
+      }),
+    )
+    .query(({ ctx, input }) => inventoryService.listLowStock(ctx.db, input)),
+});

@@ -1,0 +1,101 @@
+import { and, asc, eq, lte, sql, type SQL } from "drizzle-orm";
+import * as v from "valibot";
+import type { Database } from "../db/client";
+import { products } from "../db/schema";
+import { utcNow } from "../db/schema/columns";
+import { conflict, notFound, sqlState } from "../errors";
+import { decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
+import type { Page } from "./products";
+
+/** The API's ceiling for a stock level (well inside the column's 32-bit integer). */
+export const MAX_STOCK = 1_000_000_000;
+
+export interface StockLevel {
+  productId: string;
+  stock: number;
+}
+
+export interface LowStockItem {
+  productId: string;
+  name: string;
+  stock: number;
+}
+
+export async function getStock(db: Database, productId: string): Promise<StockLevel> {
+  const [row] = await db.select({ stock: products.stock }).from(products).where(eq(products.id, productId)).limit(1);
+  if (!row) throw notFound("Product");
+  return { productId, stock: row.stock };
+}
+
+/**
+ * One UPDATE whose WHERE carries the guard, so the check and the write are one atomic step:
+ * concurrent adjustments (and orders) serialise on the row lock and each sees the stock the
+ * previous one left; none can take it below 0 or above MAX_STOCK.
+ */
+export async function adjustStock(db: Database, input: { productId: string; delta: number }): Promise<StockLevel> {
+  const next = sql`${products.stock} + ${input.delta}`;
+  let rows: { stock: number }[];
+  try {
+    rows = await db
+      .update(products)
+      .set({ stock: next, updatedAt: utcNow })
+      .where(and(eq(products.id, input.productId), sql`${next} >= 0`, sql`${next} <= ${MAX_STOCK}`))
+      .returning({ stock: products.stock });
+  } catch (error) {
+    // Only reachable when a row already holds more than the API allows (set by hand in SQL).
+    if (sqlState(error) === "22003") throw conflict(`Stock may not exceed ${MAX_STOCK}`);
+    throw error;
+  }
+  const [row] = rows;
+  if (row) return { productId: input.productId, stock: row.stock };
+
+  // No row updated: either there is no such product or the guard refused. This read only
+  // chooses the error; it decides nothing, so it may race without harm.
+  const [current] = await db.select({ stock: products.stock }).from(products).where(eq(products.id, input.productId)).limit(1);
+  if (!current) throw notFound("Product");
+  if (input.delta < 0) {
+    throw conflict("Not enough stock for this adjustment", { productIds: [input.productId] });
+  }
+  throw conflict(`Stock may not exceed ${MAX_STOCK}`);
+}
+
+export async function setStock(db: Database, input: { productId: string; stock: number }): Promise<StockLevel> {
+  const [row] = await db
+    .update(products)
+    .set({ stock: input.stock, updatedAt: utcNow })
+    .where(eq(products.id, input.productId))
+    .returning({ stock: products.stock });
+  if (!row) throw notFound("Product");
+  return { productId: input.productId, stock: row.stock };
+}
+
+const lowStockCursorSchema = v.strictTuple([
+  v.literal("low_stock"),
+  v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2_147_483_647)),
+  uuidText,
+]);
+
+export interface LowStockInput {
+  threshold: number;
+  limit: number;
+  cursor?: string | null;
+}
+
+/** Products with stock ≤ threshold, lowest first, keyset paged by (stock, id). */
+export async function listLowStock(db: Database, input: LowStockInput): Promise<Page<LowStockItem>> {
+  const conditions: SQL[] = [lte(products.stock, input.threshold)];
+  if (input.cursor) {
+    const [, stock, id] = decodeCursor(input.cursor, lowStockCursorSchema);
+    conditions.push(sql`(${products.stock}, ${products.id}) > (${stock}::integer, ${id}::uuid)`);
+  }
+  const rows = await db
+    .select({ productId: products.id, name: products.name, stock: products.stock })
+    .from(products)
+    .where(and(...conditions))
+    .orderBy(asc(products.stock), asc(products.id))
+    .limit(input.limit + 1);
+  const more = rows.length > input.limit;
+  const items = more ? rows.slice(0, input.limit) : rows;
+  const last = items[items.length - 1];
+  return { items, nextCursor: more && last ? encodeCursor(["low_stock", last.stock, last.productId]) : null };
+}

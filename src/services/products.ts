@@ -1,0 +1,203 @@
+import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm";
+import * as v from "valibot";
+import type { Database } from "../db/client";
+import { products } from "../db/schema";
+import { utcNow } from "../db/schema/columns";
+import { badRequest, conflict, notFound, sqlState } from "../errors";
+import { calendarTimestampText, decodeCursor, encodeCursor, toIso, uuidText } from "../lib/cursor";
+
+export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
+export type ProductSort = (typeof productSorts)[number];
+
+export interface Product {
+  id: string;
+  name: string;
+  description: string | null;
+  price: string;
+  stock: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface ListProductsInput {
+  limit: number;
+  cursor?: string | null;
+  search?: string;
+  minPrice?: string;
+  maxPrice?: string;
+  inStock?: boolean;
+  sort: ProductSort;
+}
+
+export interface CreateProductInput {
+  name: string;
+  description?: string | null;
+  price: string;
+  stock?: number;
+}
+
+export interface UpdateProductInput {
+  id: string;
+  name?: string;
+  description?: string | null;
+  price?: string;
+}
+
+type ProductRow = typeof products.$inferSelect;
+
+export function toProduct(row: ProductRow): Product {
+  return {
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    price: row.price,
+    stock: row.stock,
+    createdAt: toIso(row.createdAt),
+    updatedAt: toIso(row.updatedAt),
+  };
+}
+
+// --- Cursors -------------------------------------------------------------------------------
+// A cursor is [sort, sort key, id]. The key is the database's own text (created_at to the
+// microsecond, price as numeric text), so the next page starts exactly after the last row;
+// an ISO string with milliseconds would skip or repeat rows created within the same millisecond.
+
+const priceText = v.pipe(v.string(), v.regex(/^\d{1,8}\.\d{2}$/));
+const nameText = v.pipe(
+  v.string(),
+  v.maxLength(255),
+  v.check((s) => !s.includes("\0")),
+);
+
+const productCursorSchema = v.union([
+  v.strictTuple([v.literal("newest"), calendarTimestampText, uuidText]),
+  v.strictTuple([v.literal("price_asc"), priceText, uuidText]),
+  v.strictTuple([v.literal("price_desc"), priceText, uuidText]),
+  v.strictTuple([v.literal("name_asc"), nameText, uuidText]),
+]);
+
+type ProductCursor = v.InferOutput<typeof productCursorSchema>;
+
+export function encodeProductCursor(sort: ProductSort, row: Pick<ProductRow, "id" | "createdAt" | "price" | "name">): string {
+  const key = sort === "newest" ? row.createdAt : sort === "name_asc" ? row.name : row.price;
+  return encodeCursor([sort, key, row.id]);
+}
+
+/** The cursor's position, refused when it was issued for another sort (its key means something else). */
+export function decodeProductCursor(cursor: string, sort: ProductSort): ProductCursor {
+  const decoded = decodeCursor(cursor, productCursorSchema);
+  if (decoded[0] !== sort) throw badRequest("cursor belongs to another sort: pass the nextCursor of a page with the same sort");
+  return decoded;
+}
+
+/** `%`, `_` and the escape character itself are literal in a search term. */
+export function escapeLikePattern(term: string): string {
+  return term.replace(/[\\%_]/g, "\\$&");
+}
+
+function afterCursor(position: ProductCursor): SQL {
+  const [sort, key, id] = position;
+  switch (sort) {
+    case "newest":
+      return sql`(${products.createdAt}, ${products.id}) < (${key}::timestamp, ${id}::uuid)`;
+    case "price_asc":
+      return sql`(${products.price}, ${products.id}) > (${key}::numeric, ${id}::uuid)`;
+    case "price_desc":
+      return sql`(${products.price}, ${products.id}) < (${key}::numeric, ${id}::uuid)`;
+    case "name_asc":
+      return sql`(${products.name}, ${products.id}) > (${key}::varchar, ${id}::uuid)`;
+  }
+}
+
+const ORDER: Record<ProductSort, SQL[]> = {
+  newest: [desc(products.createdAt), desc(products.id)],
+  price_asc: [asc(products.price), asc(products.id)],
+  price_desc: [desc(products.price), desc(products.id)],
+  name_asc: [asc(products.name), asc(products.id)],
+};
+
+/**
+ * The exact query `listProducts` runs (one row more than the page, to know whether another
+ * page follows). Exported so the EXPLAIN test checks this SQL and cannot drift from it.
+ */
+export function buildListProductsQuery(db: Database, input: ListProductsInput) {
+  const conditions: SQL[] = [];
+  // Row comparisons match the (key, id) ordering exactly and are usable as index conditions.
+  if (input.cursor) conditions.push(afterCursor(decodeProductCursor(input.cursor, input.sort)));
+  if (input.search) conditions.push(ilike(products.name, `%${escapeLikePattern(input.search)}%`));
+  if (input.minPrice !== undefined) conditions.push(gte(products.price, input.minPrice));
+  if (input.maxPrice !== undefined) conditions.push(lte(products.price, input.maxPrice));
+  if (input.inStock === true) conditions.push(sql`${products.stock} > 0`);
+  if (input.inStock === false) conditions.push(eq(products.stock, 0));
+  return db
+    .select()
+    .from(products)
+    .where(and(...conditions))
+    .orderBy(...ORDER[input.sort])
+    .limit(input.limit + 1);
+}
+
+export async function listProducts(db: Database, input: ListProductsInput): Promise<Page<Product>> {
+  const rows = await buildListProductsQuery(db, input);
+  const more = rows.length > input.limit;
+  const items = more ? rows.slice(0, input.limit) : rows;
+  const last = items[items.length - 1];
+  return {
+    items: items.map(toProduct),
+    nextCursor: more && last ? encodeProductCursor(input.sort, last) : null,
+  };
+}
+
+export async function getProduct(db: Database, id: string): Promise<Product> {
+  const [row] = await db.select().from(products).where(eq(products.id, id)).limit(1);
+  if (!row) throw notFound("Product");
+  return toProduct(row);
+}
+
+export async function createProduct(db: Database, input: CreateProductInput): Promise<Product> {
+  const [row] = await db
+    .insert(products)
+    .values({ name: input.name, description: input.description ?? null, price: input.price, stock: input.stock ?? 0 })
+    .returning();
+  if (!row) throw new Error("insert into products returned no row");
+  return toProduct(row);
+}
+
+/** Changes name, description and price only: stock moves through the inventory service. */
+export async function updateProduct(db: Database, input: UpdateProductInput): Promise<Product> {
+  const changes: Partial<typeof products.$inferInsert> = {};
+  if (input.name !== undefined) changes.name = input.name;
+  if (input.description !== undefined) changes.description = input.description;
+  if (input.price !== undefined) changes.price = input.price;
+  if (Object.keys(changes).length === 0) throw badRequest("Give at least one of name, description or price to change");
+  const [row] = await db
+    .update(products)
+    .set({ ...changes, updatedAt: utcNow })
+    .where(eq(products.id, input.id))
+    .returning();
+  if (!row) throw notFound("Product");
+  return toProduct(row);
+}
+
+/**
+ * One DELETE: the order_items foreign key refuses it while any order line references the
+ * product, so a racing order either commits first (and we get CONFLICT) or finds no product.
+ */
+export async function deleteProduct(db: Database, id: string): Promise<{ ok: true }> {
+  let deleted: { id: string }[];
+  try {
+    deleted = await db.delete(products).where(eq(products.id, id)).returning({ id: products.id });
+  } catch (error) {
+    if (sqlState(error) === "23503") {
+      throw conflict("This product appears in orders and cannot be deleted; set its stock to 0 instead");
+    }
+    throw error;
+  }
+  if (deleted.length === 0) throw notFound("Product");
+  return { ok: true };
+}
