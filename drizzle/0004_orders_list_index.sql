@@ -1,0 +1,1 @@
+CREATE INDEX "idx_orders_user_id_created_at_id" ON "orders" USING btree ("user_id","created_at","id");
