@@ -3,6 +3,7 @@ import { parseEnv, type Env } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
 import { createTokenConfig } from "../../src/lib/tokens";
 import { appRouter } from "../../src/routers";
+import { createApp } from "../../src/app";
 import type { AppDeps } from "../../src/trpc/context";
 import { createCallerFactory } from "../../src/trpc/init";
 import { users } from "../../src/db/schema";
@@ -72,4 +73,42 @@ export async function errorCodeOf(promise: Promise<unknown>): Promise<string> {
   } catch (error) {
     return (error as { code?: string }).code ?? "not a tRPC error";
   }
+}
+
+export interface TrpcHttpError {
+  status: number;
+  code: string | undefined;
+  message: string;
+  body: unknown;
+}
+
+/**
+ * One non-batched call over HTTP, as a plain JSON client makes it: the error comes back through
+ * the error formatter, so tests can check what a client really reads (code, message).
+ * `input` undefined sends no input; `rawBody` sends a body as is (e.g. not JSON).
+ */
+export async function callHttp(
+  deps: AppDeps,
+  procedure: string,
+  kind: "query" | "mutation",
+  input?: unknown,
+  opts: { token?: string; rawBody?: string } = {},
+): Promise<{ status: number; data?: unknown; error?: TrpcHttpError }> {
+  const app = createApp(deps);
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const query = kind === "query" && input !== undefined ? `?input=${encodeURIComponent(JSON.stringify(input))}` : "";
+  const res = await app.request(`/trpc/${procedure}${query}`, {
+    method: kind === "query" ? "GET" : "POST",
+    headers,
+    body: kind === "mutation" ? (opts.rawBody ?? (input === undefined ? undefined : JSON.stringify(input))) : undefined,
+  });
+  const body = (await res.json()) as { result?: { data?: unknown }; error?: { message: string; data?: { code?: string } } };
+  if (body.error) {
+    return {
+      status: res.status,
+      error: { status: res.status, code: body.error.data?.code, message: body.error.message, body },
+    };
+  }
+  return { status: res.status, data: body.result?.data };
 }
