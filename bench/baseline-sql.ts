@@ -1,0 +1,149 @@
+// The statements the service sends, written out by hand for the raw baseline (no Drizzle here).
+// They must stay the statements the service runs: bench/run.ts compares the pg_stat_statements
+// query ids of a service run and a baseline run and flags any difference, so drift shows up in
+// the report instead of silently making the comparison unfair. The pgbench scripts are built from
+// these texts too (bench/lib/pgbench.ts), so all three columns run the same SQL.
+
+/** protectedProcedure → authenticate(): the session row, its user, its token hash. */
+export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
+
+/** auth.login, step 1 (src/services/login-throttle.ts reserveLoginAttempt). */
+export const THROTTLE_RESERVE = `insert into login_throttle as t (key, failures, window_started_at, expires_at)
+        values ($1, 1, $2, $3), ($4, 1, $5, $6)
+        on conflict (key) do update set
+          failures = case when t.window_started_at <= $7 then 1 else t.failures + 1 end,
+          window_started_at = case when t.window_started_at <= $8 then excluded.window_started_at else t.window_started_at end,
+          expires_at = case when t.window_started_at <= $9 then excluded.expires_at else t.expires_at end
+        returning key, failures, window_started_at`;
+
+/** auth.login, step 2. */
+export const USER_BY_EMAIL = `select "id", "email", "password_hash", "role", "created_at", "updated_at" from "users" where "users"."email" = $1 limit $2`;
+
+/** auth.login after a success (forgiveAttempt). */
+export const THROTTLE_FORGIVE = `with cleared as (delete from login_throttle where key = $1)
+    update login_throttle set failures = greatest(failures - 1, 0) where key = $2`;
+
+/** auth.login when the stored hash is older than today's parameters (never in the benchmark). */
+export const USER_REHASH = `update "users" set "password_hash" = $1, "updated_at" = (now() at time zone 'utc') where "users"."id" = $2 returning "id", "email", "password_hash", "role", "created_at", "updated_at"`;
+
+/** auth.login, last step (issueSession). */
+export const SESSION_INSERT = `insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($1, $2, $3, $4, $5)`;
+
+/** products.byId. */
+export const PRODUCT_BY_ID = `select "id", "name", "description", "price", "stock", "created_at", "updated_at" from "products" where "products"."id" = $1 limit $2`;
+
+export type ProductSort = "newest" | "price_asc" | "price_desc" | "name_asc";
+
+export interface ListQuery {
+  sort: ProductSort;
+  limit: number;
+  after?: [string, string];
+  search?: string;
+  minPrice?: string;
+  maxPrice?: string;
+  inStock?: boolean;
+}
+
+const AFTER: Record<ProductSort, (a: string, b: string) => string> = {
+  newest: (a, b) => `("products"."created_at", "products"."id") < (${a}::timestamp, ${b}::uuid)`,
+  price_asc: (a, b) => `("products"."price", "products"."id") > (${a}::numeric, ${b}::uuid)`,
+  price_desc: (a, b) => `("products"."price", "products"."id") < (${a}::numeric, ${b}::uuid)`,
+  name_asc: (a, b) => `("products"."name", "products"."id") > (${a}::varchar, ${b}::uuid)`,
+};
+const ORDER_BY: Record<ProductSort, string> = {
+  newest: `"products"."created_at" desc, "products"."id" desc`,
+  price_asc: `"products"."price" asc, "products"."id" asc`,
+  price_desc: `"products"."price" desc, "products"."id" desc`,
+  name_asc: `"products"."name" asc, "products"."id" asc`,
+};
+
+/** products.list (buildListProductsQuery): one row more than the page, to know whether one follows. */
+export function listProductsStatement(q: ListQuery): { text: string; params: (string | number)[] } {
+  const params: (string | number)[] = [];
+  const p = (value: string | number) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const conditions: string[] = [];
+  if (q.after) conditions.push(AFTER[q.sort](p(q.after[0]), p(q.after[1])));
+  if (q.search) conditions.push(`"products"."name" ilike ${p(`%${q.search.replace(/[\\%_]/g, "\\$&")}%`)}`);
+  if (q.minPrice !== undefined) conditions.push(`"products"."price" >= ${p(q.minPrice)}`);
+  if (q.maxPrice !== undefined) conditions.push(`"products"."price" <= ${p(q.maxPrice)}`);
+  if (q.inStock === true) conditions.push(`"products"."stock" > 0`);
+  if (q.inStock === false) conditions.push(`"products"."stock" = ${p(0)}`);
+  const where = conditions.length === 0 ? "" : ` where (${conditions.join(" and ")})`;
+  const text = `select "id", "name", "description", "price", "stock", "created_at", "updated_at" from "products"${where} order by ${ORDER_BY[q.sort]} limit ${p(q.limit + 1)}`;
+  return { text, params };
+}
+
+/** The largest total numeric(10,2) holds. */
+export const MAX_TOTAL = "99999999.99";
+
+/**
+ * orders.create without an idempotency key (createOrder): one statement that locks the products
+ * in id order, decides, and only then writes stock, the order and its items.
+ * Parameters: $1 uuid[] literal, $2 int[] literal, $3 line count, $4 max total, $5 order id,
+ * $6 user id, $7 max total.
+ */
+export const ORDER_CREATE = `
+    with input as (
+      select * from unnest($1::uuid[],
+                           $2::int[]) as t(product_id, quantity)
+    ),
+    locked as (
+      select p.id, p.price, p.stock, i.quantity
+        from products p join input i on i.product_id = p.id
+       order by p.id
+       for update of p
+    ),
+    verdict as (
+      select count(*)::int as found,
+             coalesce(bool_and(stock >= quantity), false) as ok,
+             coalesce(sum(price * quantity), 0) as total
+        from locked
+    ),
+    good as (
+      select total from verdict where found = $3::int and ok and total <= $4::numeric
+    ),
+    upd as (
+      update products p set stock = p.stock - l.quantity, updated_at = (now() at time zone 'utc')
+        from locked l
+       where p.id = l.id and exists (select 1 from good) 
+      returning p.id
+    ),
+    ord as (
+      insert into orders (id, user_id, status, total)
+      select $5::uuid, $6::uuid, 'pending', total from good where true 
+      returning id, user_id, status, total, created_at, updated_at
+    ),
+    items as (
+      insert into order_items (order_id, product_id, quantity, price)
+      select ord.id, l.id, l.quantity, l.price from ord cross join locked l
+      returning id, product_id, quantity, price
+    )
+    select v.found, v.ok,
+           case when v.total <= $7::numeric then v.total::text end as total,
+           (select json_agg(l.id order by l.id) from locked l where l.stock < l.quantity) as short_ids,
+           (select json_build_object(
+  'id', ord.id, 'userId', ord.user_id, 'status', ord.status,
+  'total', ord.total::text,
+  'createdAt', ord.created_at::text, 'updatedAt', ord.updated_at::text,
+  'items', (select json_agg(json_build_object('id', it.id, 'productId', it.product_id, 'quantity', it.quantity, 'price', it.price::text) order by it.product_id) from items it))
+              from ord) as "order"
+      from verdict v`;
+
+export function orderCreateParams(
+  lines: { productId: string; quantity: number }[],
+  orderId: string,
+  userId: string,
+): (string | number)[] {
+  return [
+    `{${lines.map((l) => l.productId).join(",")}}`,
+    `{${lines.map((l) => l.quantity).join(",")}}`,
+    lines.length,
+    MAX_TOTAL,
+    orderId,
+    userId,
+    MAX_TOTAL,
+  ];
+}

@@ -1,0 +1,754 @@
+// bun run bench [scenario…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--no-pgbench]
+//
+// Measures the service against a raw baseline (bench/baseline.ts: same SQL, same checks, no
+// framework) and pgbench (the same SQL with no HTTP and no JS), in one run on one database.
+// See bench/README.md for how to read the table.
+import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import postgres from "postgres";
+import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
+import { createPostgresDatabase, type DatabaseHandle } from "../src/db/client";
+import { runMigrations } from "../src/db/migrate";
+import { PASSWORD_PARAMS } from "../src/lib/password-policy";
+import { createProduct } from "../src/services/products";
+import { setStock } from "../src/services/inventory";
+import { listProductsStatement } from "./baseline-sql";
+import { BENCH_PASSWORD, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables, type Customer } from "./lib/load";
+import {
+  diffStatements,
+  enableStatementStats,
+  HARNESS_MARK,
+  openBenchDatabase,
+  snapshotStatements,
+  type BenchDatabase,
+  type StatementDelta,
+} from "./lib/postgres";
+import { runPgbench, type PgbenchResult, type PgbenchScript } from "./lib/pgbench";
+import { cpuTicks, freePort, memoryOf, sleep, startServer, TICK_US, type Server } from "./lib/proc";
+import { ensureWrk, runWrk, type WrkResult } from "./lib/wrk";
+
+// --- options ------------------------------------------------------------------------------------
+
+const ALL_SCENARIOS = ["static", "login", "list", "byId", "create", "contended", "scale"] as const;
+type Scenario = (typeof ALL_SCENARIOS)[number];
+
+interface Options {
+  scenarios: Scenario[];
+  smoke: boolean;
+  seconds: number;
+  warmupSeconds: number;
+  rounds: number;
+  scaleRows: number;
+  samples: number;
+  customers: number;
+  products: number;
+  pgbench: boolean;
+  wrkThreads: number;
+  poolMax: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const flags = new Map<string, string>();
+  const names: string[] = [];
+  for (const arg of argv) {
+    if (arg.startsWith("--")) {
+      const [k, v] = arg.slice(2).split("=", 2);
+      flags.set(k, v ?? "true");
+    } else names.push(arg);
+  }
+  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "help"]);
+  for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
+  if (flags.has("help")) {
+    console.log(`bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench]`);
+    process.exit(0);
+  }
+  for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
+  const smoke = flags.has("smoke");
+  const int = (k: string, fallback: number) => {
+    const v = flags.get(k);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) fail(`--${k} must be a number`);
+    return n;
+  };
+  const picked = names.length ? ALL_SCENARIOS.filter((s) => names.includes(s)) : [...ALL_SCENARIOS];
+  return {
+    scenarios: picked,
+    smoke,
+    seconds: int("duration", smoke ? 1 : 10),
+    warmupSeconds: int("warmup", smoke ? 0 : 3),
+    rounds: int("rounds", smoke ? 1 : 3),
+    scaleRows: int("scale-rows", smoke ? 20_000 : 1_000_000),
+    samples: int("samples", smoke ? 20 : 200),
+    customers: smoke ? 16 : 64,
+    products: smoke ? 100 : 1000,
+    pgbench: !flags.has("no-pgbench"),
+    wrkThreads: 1,
+    poolMax: 10,
+  };
+}
+
+function fail(message: string): never {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
+
+const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+// --- statistics ---------------------------------------------------------------------------------
+
+const median = (xs: number[]) => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+};
+const round = (x: number, digits = 2) => (Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : null);
+
+// --- the run's state ----------------------------------------------------------------------------
+
+interface Ctx {
+  opts: Options;
+  db: BenchDatabase;
+  handle: DatabaseHandle;
+  admin: postgres.Sql;
+  statsOn: boolean;
+  dataDir: string;
+  service: Server;
+  baseline: Server;
+  customers: Customer[];
+  productIds: string[];
+  warnings: string[];
+}
+
+interface SideRun extends WrkResult {
+  cpuUsPerRequest: number;
+  statements?: StatementDelta[];
+  ordersCreated?: number;
+}
+
+interface SideSummary {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  requests: number;
+  cpuUsPerRequest: number;
+  wrkCpuUsPerRequest: number;
+  rounds: { rps: number; p50Ms: number; p99Ms: number; errors: number }[];
+}
+
+function summarise(runs: SideRun[]): SideSummary {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    requests: runs.reduce((n, r) => n + r.requests, 0),
+    cpuUsPerRequest: median(runs.map((r) => r.cpuUsPerRequest)),
+    wrkCpuUsPerRequest: median(runs.map((r) => r.wrkCpuUsPerRequest)),
+    rounds: runs.map((r) => ({ rps: round(r.rps, 1)!, p50Ms: round(r.p50Ms)!, p99Ms: round(r.p99Ms)!, errors: r.errors })),
+  };
+}
+
+interface HttpScenarioResult {
+  kind: "http";
+  name: string;
+  connections: number;
+  service: SideSummary;
+  baseline: SideSummary;
+  ratio: number;
+  pgbench?: PgbenchResult & { kind: PgbenchScript; clients: number };
+  extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number })[];
+  statementsPerRequest?: { service: number; baseline: number; sameStatements: boolean; service_statements: StatementDelta[]; baseline_statements: StatementDelta[] };
+  roundTripsPerOrder?: { service: number; baseline: number };
+  hashCeiling?: { msPerHash: number; cores: number; ceilingPerSecond: number };
+  target: { description: string; value: number; threshold: number; met: boolean };
+}
+
+const results: Record<string, unknown> = {};
+const targets: { name: string; value: number | null; threshold: string; met: boolean }[] = [];
+let exitCode = 0;
+
+// --- HTTP scenarios -------------------------------------------------------------------------------
+
+const HTTP = {
+  list: { script: "list.lua", connections: 64, pgbench: "list" as PgbenchScript, targetRatio: 0.8 },
+  byId: { script: "by-id.lua", connections: 64, pgbench: "byId" as PgbenchScript, targetRatio: 0.8 },
+  create: { script: "create.lua", connections: 32, pgbench: "order" as PgbenchScript, targetRatio: 0.75 },
+  login: { script: "login.lua", connections: 16, pgbench: undefined, targetRatio: 0.85 },
+} as const;
+type HttpName = keyof typeof HTTP;
+
+async function countOrders(ctx: Ctx): Promise<number> {
+  const [row] = await ctx.admin.unsafe<{ n: string }[]>(`${HARNESS_MARK} select count(*)::text as n from orders`);
+  return Number(row.n);
+}
+
+async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: number): Promise<SideRun> {
+  const spec = HTTP[name];
+  const before = ctx.statsOn ? await snapshotStatements(ctx.admin) : undefined;
+  const ordersBefore = name === "create" ? await countOrders(ctx) : 0;
+  const ticks0 = cpuTicks(server.proc.pid) ?? NaN;
+  const r = await runWrk({
+    url: server.url,
+    script: spec.script,
+    connections: spec.connections,
+    threads: ctx.opts.wrkThreads,
+    seconds,
+    dataDir: ctx.dataDir,
+  });
+  // Requests still in flight when wrk stops finish now, and are counted in this run, not the next.
+  await sleep(Math.min(3000, Math.max(200, 2 * r.p99Ms)));
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null) throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
+  const ticks1 = cpuTicks(server.proc.pid) ?? NaN;
+  const out: SideRun = { ...r, cpuUsPerRequest: ((ticks1 - ticks0) * TICK_US) / Math.max(1, r.requests) };
+  if (before) out.statements = diffStatements(before, await snapshotStatements(ctx.admin));
+  if (name === "create") out.ordersCreated = (await countOrders(ctx)) - ordersBefore;
+  return out;
+}
+
+/** Statements per request of one run, and whether two runs sent the same statements (by query id). */
+function compareStatements(service: SideRun, baseline: SideRun) {
+  const perRequest = (r: SideRun) => (r.statements ?? []).reduce((n, s) => n + s.calls, 0) / Math.max(1, r.requests);
+  // Statements sent on at least 5 % of requests; rarer ones are pool housekeeping.
+  const main = (r: SideRun) =>
+    new Set((r.statements ?? []).filter((s) => s.calls >= 0.05 * r.requests).map((s) => s.queryid));
+  const a = main(service);
+  const b = main(baseline);
+  const same = a.size === b.size && [...a].every((id) => b.has(id));
+  return {
+    service: round(perRequest(service), 3)!,
+    baseline: round(perRequest(baseline), 3)!,
+    sameStatements: same,
+    service_statements: (service.statements ?? []).slice(0, 12),
+    baseline_statements: (baseline.statements ?? []).slice(0, 12),
+  };
+}
+
+async function measureHashCeiling(samples: number) {
+  const h = await argonHash("bench hash ceiling", PASSWORD_PARAMS);
+  await argonVerify(h, "bench hash ceiling"); // warm
+  const started = performance.now();
+  for (let i = 0; i < samples; i++) await argonVerify(h, "bench hash ceiling");
+  const msPerHash = (performance.now() - started) / samples;
+  const cores = availableParallelism();
+  return { msPerHash: round(msPerHash, 2)!, cores, ceilingPerSecond: round((cores * 1000) / msPerHash, 1)! };
+}
+
+async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioResult> {
+  const spec = HTTP[name];
+  const { opts } = ctx;
+  const hashCeiling = name === "login" ? await measureHashCeiling(opts.smoke ? 5 : 30) : undefined;
+  if (hashCeiling) log(`argon2id verify at m=${PASSWORD_PARAMS.memoryCost},t=${PASSWORD_PARAMS.timeCost},p=${PASSWORD_PARAMS.parallelism}: ${hashCeiling.msPerHash} ms → ceiling ${hashCeiling.ceilingPerSecond}/s on ${hashCeiling.cores} cores`);
+  if (opts.warmupSeconds > 0) {
+    log(`${name}: warm-up ${opts.warmupSeconds}s each`);
+    await measureSide(ctx, ctx.service, name, opts.warmupSeconds);
+    await measureSide(ctx, ctx.baseline, name, opts.warmupSeconds);
+  }
+  const service: SideRun[] = [];
+  const baseline: SideRun[] = [];
+  for (let r = 1; r <= opts.rounds; r++) {
+    const s = await measureSide(ctx, ctx.service, name, opts.seconds);
+    service.push(s);
+    const b = await measureSide(ctx, ctx.baseline, name, opts.seconds);
+    baseline.push(b);
+    log(`${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors), baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors)`);
+  }
+  const sSum = summarise(service);
+  const bSum = summarise(baseline);
+  const result: HttpScenarioResult = {
+    kind: "http",
+    name,
+    connections: spec.connections,
+    service: sSum,
+    baseline: bSum,
+    ratio: sSum.rps / bSum.rps,
+    hashCeiling,
+    target: { description: "", value: NaN, threshold: spec.targetRatio, met: false },
+  };
+  if (ctx.statsOn) {
+    const last = service.length - 1;
+    result.statementsPerRequest = compareStatements(service[last], baseline[last]);
+    if (!result.statementsPerRequest.sameStatements) {
+      const msg = `${name}: the service and the baseline did not send the same statements (see statementsPerRequest in the JSON): update bench/baseline-sql.ts`;
+      ctx.warnings.push(msg);
+      log(`WARNING ${msg}`);
+    }
+    if (name === "create") {
+      const perOrder = (runs: SideRun[]) => {
+        const calls = runs.reduce((n, r) => n + (r.statements ?? []).reduce((m, s) => m + s.calls, 0), 0);
+        const orders = runs.reduce((n, r) => n + (r.ordersCreated ?? 0), 0);
+        return round(calls / Math.max(1, orders), 2)!;
+      };
+      result.roundTripsPerOrder = { service: perOrder(service), baseline: perOrder(baseline) };
+    }
+  }
+  if (opts.pgbench && spec.pgbench) {
+    const vars = { nproducts: ctx.productIds.length, nsessions: ctx.customers.length };
+    const pg = await runPgbench({ url: ctx.db.pooledUrl, kind: spec.pgbench, clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
+    result.pgbench = { ...pg, kind: spec.pgbench, clients: opts.poolMax };
+    log(`${name}: pgbench ${spec.pgbench} ${pg.tps.toFixed(0)} tps (avg ${pg.latencyAvgMs} ms, ${pg.failed} failed)`);
+    if (name === "create") {
+      const session = await runPgbench({ url: ctx.db.pooledUrl, kind: "session", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
+      result.extraPgbench = [{ ...session, kind: "session", clients: opts.poolMax }];
+      log(`${name}: pgbench session lookup ${session.tps.toFixed(0)} tps`);
+    }
+  }
+  if (name === "login" && hashCeiling) {
+    const value = sSum.rps / hashCeiling.ceilingPerSecond;
+    result.target = { description: "login req/s ≥ 85 % of the hash ceiling", value, threshold: 0.85, met: value >= 0.85 };
+  } else {
+    result.target = {
+      description: `${name} req/s ≥ ${spec.targetRatio * 100} % of the baseline`,
+      value: result.ratio,
+      threshold: spec.targetRatio,
+      met: result.ratio >= spec.targetRatio,
+    };
+  }
+  targets.push({ name: result.target.description, value: round(result.target.value * 100, 1), threshold: `${spec.targetRatio * 100} %`, met: result.target.met });
+  if (sSum.errors > 0 || bSum.errors > 0) {
+    const msg = `${name}: ${sSum.errors} service and ${bSum.errors} baseline errors (non-2xx answers, socket errors or timeouts)`;
+    ctx.warnings.push(msg);
+    log(`WARNING ${msg}`);
+  }
+  return result;
+}
+
+// --- wire-format check ----------------------------------------------------------------------------
+
+function shapeOf(v: unknown): unknown {
+  if (Array.isArray(v)) return v.length ? [shapeOf(v[0])] : [];
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shapeOf((v as Record<string, unknown>)[k])]));
+  return v === null ? "null" : typeof v;
+}
+
+/** One request per scenario to both servers: same status and the same JSON shape (equal data where it is deterministic). */
+async function checkWireFormat(ctx: Ctx, scenarios: Scenario[]): Promise<void> {
+  const enc = (x: unknown) => encodeURIComponent(JSON.stringify(x));
+  const c = ctx.customers[0];
+  const requests: { name: string; path: string; init?: RequestInit; exact: boolean }[] = [];
+  if (scenarios.includes("list") || scenarios.includes("scale")) {
+    requests.push({ name: "list", path: `/trpc/products.list?input=${enc({ limit: 20 })}`, exact: true });
+    requests.push({ name: "list (bad cursor)", path: `/trpc/products.list?input=${enc({ cursor: "garbage" })}`, exact: false });
+  }
+  if (scenarios.includes("byId")) {
+    requests.push({ name: "byId", path: `/trpc/products.byId?input=${enc({ id: ctx.productIds[0] })}`, exact: true });
+    requests.push({ name: "byId (bad id)", path: `/trpc/products.byId?input=${enc({ id: "nope" })}`, exact: false });
+  }
+  const post = (body: unknown, token?: string): RequestInit => ({
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (scenarios.includes("create") || scenarios.includes("contended")) {
+    requests.push({ name: "create", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }, c.token), exact: false });
+    requests.push({ name: "create (no token)", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }), exact: false });
+  }
+  if (scenarios.includes("login")) {
+    requests.push({ name: "login", path: "/trpc/auth.login", init: post({ email: c.email, password: BENCH_PASSWORD }), exact: false });
+  }
+  for (const r of requests) {
+    const [a, b] = await Promise.all(
+      [ctx.service, ctx.baseline].map(async (s) => {
+        const res = await fetch(s.url + r.path, r.init);
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      }),
+    );
+    const strip = (x: { body: Record<string, unknown> }) => {
+      // Request ids are the service's own extra; messages may be worded differently.
+      const e = x.body.error as { message?: string; data?: Record<string, unknown> } | undefined;
+      if (!e) return x.body;
+      const { requestId: _r, ...data } = e.data ?? {};
+      return { error: { ...e, message: "", data } };
+    };
+    const sa = strip(a);
+    const sb = strip(b);
+    const same = a.status === b.status && (r.exact ? JSON.stringify(sa) === JSON.stringify(sb) : JSON.stringify(shapeOf(sa)) === JSON.stringify(shapeOf(sb)));
+    if (!same) {
+      const msg = `wire format differs for ${r.name}: service ${a.status} ${JSON.stringify(a.body).slice(0, 300)} / baseline ${b.status} ${JSON.stringify(b.body).slice(0, 300)}`;
+      ctx.warnings.push(msg);
+      log(`WARNING ${msg}`);
+    } else if (a.status >= 500) {
+      throw new Error(`${r.name} answers ${a.status}: ${JSON.stringify(a.body).slice(0, 300)}`);
+    }
+  }
+  log(`wire format: ${requests.length} requests compared`);
+}
+
+// --- contended ------------------------------------------------------------------------------------
+
+async function runContended(ctx: Ctx) {
+  const ORDERS = 200;
+  const STOCK = 50;
+  const [product] = await Promise.all([createProduct(ctx.handle.db, { name: "Contended product", price: "9.99", stock: STOCK })]);
+  const once = async (server: Server) => {
+    await setStock(ctx.handle.db, { productId: product.id, stock: STOCK });
+    const body = JSON.stringify({ items: [{ productId: product.id, quantity: 1 }] });
+    const started = performance.now();
+    const statuses = await Promise.all(
+      Array.from({ length: ORDERS }, (_, i) =>
+        fetch(`${server.url}/trpc/orders.create`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${ctx.customers[i % ctx.customers.length].token}` },
+          body,
+        }).then(async (res) => {
+          await res.arrayBuffer();
+          return res.status;
+        }, () => 0),
+      ),
+    );
+    const drainMs = performance.now() - started;
+    const [row] = await ctx.admin.unsafe<{ stock: number }[]>(`${HARNESS_MARK} select stock from products where id = $1`, [product.id]);
+    const ok = statuses.filter((s) => s === 200).length;
+    const conflicts = statuses.filter((s) => s === 409).length;
+    return { drainMs, ok, conflicts, other: ORDERS - ok - conflicts, stockAfter: row.stock };
+  };
+  const rounds: { service: Awaited<ReturnType<typeof once>>; baseline: Awaited<ReturnType<typeof once>> }[] = [];
+  for (let r = 1; r <= Math.max(ctx.opts.rounds, 1); r++) {
+    const service = await once(ctx.service);
+    const baseline = await once(ctx.baseline);
+    rounds.push({ service, baseline });
+    log(`contended round ${r}: service ${service.ok} ok / ${service.conflicts} conflict in ${service.drainMs.toFixed(0)} ms, baseline ${baseline.ok} ok / ${baseline.conflicts} conflict in ${baseline.drainMs.toFixed(0)} ms`);
+  }
+  const exact = rounds.every((r) => r.service.ok === STOCK && r.service.conflicts === ORDERS - STOCK && r.service.stockAfter === 0);
+  const exactBaseline = rounds.every((r) => r.baseline.ok === STOCK && r.baseline.stockAfter === 0);
+  if (!exact) {
+    ctx.warnings.push("contended: the service did not sell exactly the stock (see the JSON)");
+    exitCode = 1;
+  }
+  if (!exactBaseline) ctx.warnings.push("contended: the baseline did not sell exactly the stock (see the JSON)");
+  targets.push({ name: `contended: exactly ${STOCK} of ${ORDERS} orders succeed, stock ends at 0`, value: rounds[0]?.service.ok ?? null, threshold: String(STOCK), met: exact });
+  return {
+    kind: "contended" as const,
+    orders: ORDERS,
+    stock: STOCK,
+    service: { drainMsMedian: round(median(rounds.map((r) => r.service.drainMs)), 1), exact },
+    baseline: { drainMsMedian: round(median(rounds.map((r) => r.baseline.drainMs)), 1), exact: exactBaseline },
+    rounds,
+  };
+}
+
+// --- scale ----------------------------------------------------------------------------------------
+
+async function timeGet(url: string): Promise<{ ms: number; body: { result?: { data?: { items: unknown[]; nextCursor: string | null } } } }> {
+  const started = performance.now();
+  const res = await fetch(url);
+  const body = (await res.json()) as { result?: { data?: { items: unknown[]; nextCursor: string | null } } };
+  const ms = performance.now() - started;
+  if (!res.ok) throw new Error(`GET ${url} → ${res.status} ${JSON.stringify(body).slice(0, 200)}`);
+  return { ms, body };
+}
+
+async function explain(ctx: Ctx, q: Parameters<typeof listProductsStatement>[0]) {
+  const { text, params } = listProductsStatement(q);
+  const rows = await ctx.admin.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${text}`, params);
+  const plan = rows.map((r) => r["QUERY PLAN"]);
+  const execMs = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join("\n"))?.[1] ?? NaN);
+  return { plan, executionMs: execMs, top: plan.slice(0, 4).map((l) => l.trim()).join(" | ") };
+}
+
+async function runScale(ctx: Ctx) {
+  const { opts } = ctx;
+  log(`scale: loading ${opts.scaleRows.toLocaleString("en")} products`);
+  const loadSeconds = await loadScaleCatalog(ctx.admin, opts.scaleRows);
+  const [{ n }] = await ctx.admin.unsafe<{ n: string }[]>(`${HARNESS_MARK} select count(*)::text as n from products`);
+  log(`scale: ${Number(n).toLocaleString("en")} products (loaded in ${loadSeconds.toFixed(1)} s)`);
+  const enc = (x: unknown) => encodeURIComponent(JSON.stringify(x));
+  const listUrl = (server: Server, input: Record<string, unknown>) => `${server.url}/trpc/products.list?input=${enc(input)}`;
+
+  // Page 500 is reached the way a client reaches it: following nextCursor from page 1.
+  const PAGE = 500;
+  const pagesAvailable = Math.floor(Number(n) / 20);
+  const target = Math.min(PAGE, pagesAvailable);
+  let cursor: string | null = null;
+  const walkMs: number[] = [];
+  for (let page = 1; page < target; page++) {
+    const r = await timeGet(listUrl(ctx.service, { limit: 20, ...(cursor ? { cursor } : {}) }));
+    walkMs.push(r.ms);
+    cursor = r.body.result?.data?.nextCursor ?? null;
+    if (!cursor) throw new Error(`scale: page ${page} had no nextCursor`);
+  }
+  const deepCursor = cursor!;
+  // Interleaved (A B A B …) so drift in the machine's load hits every series alike.
+  const sampleInterleaved = async (series: { server: Server; input: Record<string, unknown> }[]) => {
+    const ms = series.map(() => [] as number[]);
+    for (let i = 0; i < opts.samples; i++) {
+      for (const [k, s] of series.entries()) ms[k].push((await timeGet(listUrl(s.server, s.input))).ms);
+    }
+    return ms.map((m) => ({ p50Ms: round(median(m), 3)!, p99Ms: round(percentile(m, 99), 3)! }));
+  };
+  const [s1, sN, b1, bN] = await sampleInterleaved([
+    { server: ctx.service, input: { limit: 20 } },
+    { server: ctx.service, input: { limit: 20, cursor: deepCursor } },
+    { server: ctx.baseline, input: { limit: 20 } },
+    { server: ctx.baseline, input: { limit: 20, cursor: deepCursor } },
+  ]);
+  const pages = { service: { page1: s1, pageN: sN }, baseline: { page1: b1, pageN: bN } };
+  const pageRatio = pages.service.pageN.p50Ms / pages.service.page1.p50Ms;
+  log(`scale: page 1 p50 ${pages.service.page1.p50Ms} ms, page ${target} p50 ${pages.service.pageN.p50Ms} ms (×${pageRatio.toFixed(2)}); walk p50 ${median(walkMs).toFixed(2)} ms/page`);
+
+  // Two-word terms match 1 in 400 names, one material 1 in 20, a number a handful, one nothing.
+  const terms = ["Granite Lamp", "copper", "leather sofa", "77777", "no such product"];
+  const search: Record<string, { service: { p50Ms: number; p99Ms: number }; baseline: { p50Ms: number; p99Ms: number }; matchesOnPage: number }> = {};
+  for (const term of terms) {
+    const first = await timeGet(listUrl(ctx.service, { limit: 20, search: term }));
+    const [service, baseline] = await sampleInterleaved([
+      { server: ctx.service, input: { limit: 20, search: term } },
+      { server: ctx.baseline, input: { limit: 20, search: term } },
+    ]);
+    search[term] = { service, baseline, matchesOnPage: first.body.result?.data?.items.length ?? 0 };
+    log(`scale: search "${term}" p50 ${search[term].service.p50Ms} ms (baseline ${search[term].baseline.p50Ms} ms, ${search[term].matchesOnPage} on page 1)`);
+  }
+  const searchP50 = Math.max(...terms.map((t) => search[t].service.p50Ms));
+
+  const decoded = JSON.parse(Buffer.from(deepCursor, "base64url").toString("utf8")) as [string, string, string];
+  const explains = {
+    page1: await explain(ctx, { sort: "newest", limit: 20 }),
+    pageN: await explain(ctx, { sort: "newest", limit: 20, after: [decoded[1], decoded[2]] }),
+    ...Object.fromEntries(await Promise.all(terms.map(async (t) => [`search "${t}"`, await explain(ctx, { sort: "newest", limit: 20, search: t })] as const))),
+  };
+  for (const [k, v] of Object.entries(explains)) log(`scale: EXPLAIN ${k}: ${v.executionMs} ms: ${v.top}`);
+
+  const full = Number(n) >= 1_000_000;
+  targets.push({ name: `page ${target} within 1.5× page 1 (p50)`, value: round(pageRatio, 2), threshold: "1.5×", met: pageRatio <= 1.5 });
+  targets.push({ name: `search p50 < 20 ms at ${Number(n).toLocaleString("en")} products (worst term)`, value: searchP50, threshold: "20 ms", met: searchP50 < 20 });
+  if (!full) ctx.warnings.push(`scale ran on ${Number(n).toLocaleString("en")} products, not 1,000,000: its targets are only indicative`);
+  return {
+    kind: "scale" as const,
+    products: Number(n),
+    loadSeconds: round(loadSeconds, 1),
+    page: target,
+    pages,
+    pageRatio: round(pageRatio, 2),
+    walkP50Ms: round(median(walkMs), 3),
+    search,
+    searchWorstP50Ms: searchP50,
+    explain: explains,
+  };
+}
+
+// --- static (load-generator calibration) ----------------------------------------------------------
+
+async function runStatic(ctx: Ctx) {
+  const port = await freePort();
+  const server = await startServer({
+    name: "static",
+    cmd: [process.execPath, "bench/static-server.ts"],
+    env: { ...process.env, PORT: String(port) },
+    port,
+    healthPath: "/",
+    logFile: join(ctx.dataDir, "static.log"),
+    cwd: repoRoot,
+  });
+  try {
+    const runs: WrkResult[] = [];
+    for (const connections of [16, 64]) {
+      const ticks0 = cpuTicks(server.proc.pid) ?? NaN;
+      const r = await runWrk({ url: server.url, script: "static.lua", connections, threads: ctx.opts.wrkThreads, seconds: Math.max(1, Math.min(ctx.opts.seconds, 5)), dataDir: ctx.dataDir });
+      const serverUs = (((cpuTicks(server.proc.pid) ?? NaN) - ticks0) * TICK_US) / Math.max(1, r.requests);
+      runs.push(r);
+      log(`static (${connections} connections): ${r.rps.toFixed(0)} req/s, wrk ${r.wrkCpuUsPerRequest.toFixed(1)} µs CPU/request, server ${serverUs.toFixed(1)} µs CPU/request`);
+    }
+    return {
+      kind: "static" as const,
+      runs: runs.map((r, i) => ({ connections: [16, 64][i], rps: round(r.rps, 0), p50Ms: round(r.p50Ms), p99Ms: round(r.p99Ms), wrkCpuUsPerRequest: round(r.wrkCpuUsPerRequest, 1) })),
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+// --- report ---------------------------------------------------------------------------------------
+
+const fmt = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+function printReport(ctx: Ctx, memory: Record<string, unknown>) {
+  const lines: string[] = [];
+  lines.push("");
+  lines.push("| scenario | conns | service req/s | p50 / p99 ms | baseline req/s | p50 / p99 ms | service/baseline | pgbench tps (same SQL) | errors s/b | CPU µs/req s/b |");
+  lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+  for (const name of ["login", "list", "byId", "create"] as const) {
+    const r = results[name] as HttpScenarioResult | undefined;
+    if (!r) continue;
+    const pg = r.pgbench ? `${fmt(r.pgbench.tps)} (${r.pgbench.kind}, ${r.pgbench.clients} conns)` : name === "login" && r.hashCeiling ? `hash ceiling ${fmt(r.hashCeiling.ceilingPerSecond)}/s` : "—";
+    lines.push(
+      `| ${name} | ${r.connections} | ${fmt(r.service.rps)} | ${fmt(r.service.p50Ms, 1)} / ${fmt(r.service.p99Ms, 1)} | ${fmt(r.baseline.rps)} | ${fmt(r.baseline.p50Ms, 1)} / ${fmt(r.baseline.p99Ms, 1)} | ${fmt(r.ratio * 100)} % | ${pg} | ${r.service.errors} / ${r.baseline.errors} | ${fmt(r.service.cpuUsPerRequest)} / ${fmt(r.baseline.cpuUsPerRequest)} |`,
+    );
+  }
+  const create = results.create as HttpScenarioResult | undefined;
+  if (create?.roundTripsPerOrder) {
+    lines.push("");
+    lines.push(`create: statements (round trips) per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, baseline ${create.roundTripsPerOrder.baseline}; same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`);
+    if (create.extraPgbench?.[0]) lines.push(`pgbench session lookup alone: ${fmt(create.extraPgbench[0].tps)} tps`);
+  }
+  const login = results.login as HttpScenarioResult | undefined;
+  if (login?.hashCeiling) {
+    lines.push(`login: argon2id verify ${login.hashCeiling.msPerHash} ms → ceiling ${login.hashCeiling.cores} cores × 1000 / ms = ${fmt(login.hashCeiling.ceilingPerSecond)}/s; service at ${fmt(login.target.value * 100)} % of it`);
+  }
+  const contended = results.contended as Awaited<ReturnType<typeof runContended>> | undefined;
+  if (contended) {
+    lines.push(`contended: ${contended.orders} orders on stock ${contended.stock}: service drains in ${fmt(contended.service.drainMsMedian)} ms (median), exactly ${contended.stock} succeed: ${contended.service.exact ? "yes" : "NO"}; baseline ${fmt(contended.baseline.drainMsMedian)} ms`);
+  }
+  const scale = results.scale as Awaited<ReturnType<typeof runScale>> | undefined;
+  if (scale) {
+    lines.push(`scale (${fmt(scale.products)} products): page 1 p50 ${scale.pages.service.page1.p50Ms} ms, page ${scale.page} p50 ${scale.pages.service.pageN.p50Ms} ms (×${scale.pageRatio}); worst search p50 ${scale.searchWorstP50Ms} ms`);
+  }
+  const stat = results.static as Awaited<ReturnType<typeof runStatic>> | undefined;
+  if (stat) lines.push(`load generator (wrk against a static Bun.serve): ${stat.runs.map((r) => `${fmt(r.rps)} req/s at ${r.connections} conns, ${r.wrkCpuUsPerRequest} µs wrk CPU per request`).join("; ")}`);
+  lines.push(`peak RSS (VmHWM): service ${fmt(Number(memory.serviceHwmMb), 1)} MB, baseline ${fmt(Number(memory.baselineHwmMb), 1)} MB`);
+  lines.push("");
+  lines.push("| target | value | threshold | met |");
+  lines.push("|---|---:|---:|---|");
+  for (const t of targets) lines.push(`| ${t.name} | ${t.value ?? "—"} | ${t.threshold} | ${t.met ? "yes" : "**no**"} |`);
+  if (ctx.warnings.length) {
+    lines.push("");
+    for (const w of ctx.warnings) lines.push(`warning: ${w}`);
+  }
+  console.log(lines.join("\n"));
+}
+
+// --- main -----------------------------------------------------------------------------------------
+
+const repoRoot = join(import.meta.dir, "..");
+
+async function main() {
+  const opts = parseOptions(process.argv.slice(2));
+  const started = new Date();
+  log(`scenarios: ${opts.scenarios.join(", ")}; ${opts.rounds} round(s) of ${opts.seconds}s${opts.smoke ? " (smoke)" : ""}`);
+  await ensureWrk(log);
+
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-run-"));
+  const db = await openBenchDatabase(log);
+  const cleanups: (() => Promise<void>)[] = [() => db.teardown()];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch((e) => log(`cleanup: ${e instanceof Error ? e.message : String(e)}`));
+    cleanups.length = 0;
+  };
+  process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
+  process.on("SIGTERM", () => void cleanup().then(() => process.exit(143)));
+
+  try {
+    const handle = await createPostgresDatabase({ url: db.directUrl, poolMax: 4, prepare: false });
+    cleanups.push(() => handle.close());
+    const admin = postgres(db.directUrl, { max: 2, prepare: false, onnotice: () => {} });
+    cleanups.push(() => admin.end({ timeout: 5 }));
+    const { applied } = await runMigrations(handle.db);
+    log(`database ${db.name}: ${applied} migrations applied`);
+    const statsOn = await enableStatementStats(admin);
+    if (!statsOn) log("pg_stat_statements is not available (shared_preload_libraries): round trips will not be counted");
+
+    const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+    const customers = await loadCustomers(handle.db, secret, opts.customers);
+    const productIds = await loadProducts(handle.db, opts.products, 100_000_000);
+    await writeKeyTables(admin, productIds, customers);
+    writeFileSync(join(dataDir, "tokens.txt"), customers.map((c) => c.token).join("\n") + "\n");
+    writeFileSync(join(dataDir, "emails.txt"), customers.map((c) => c.email).join("\n") + "\n");
+    writeFileSync(join(dataDir, "password.txt"), `${BENCH_PASSWORD}\n`);
+    writeFileSync(join(dataDir, "product-ids.txt"), productIds.join("\n") + "\n");
+    writeFileSync(join(dataDir, "order-product-ids.txt"), productIds.join("\n") + "\n");
+    await admin.unsafe(`${HARNESS_MARK} vacuum analyze`);
+
+    const common = {
+      DATABASE_URL: db.pooledUrl,
+      DATABASE_PREPARE: "false",
+      DATABASE_POOL_MAX: String(opts.poolMax),
+      JWT_SECRET: secret,
+      HOST: "127.0.0.1",
+      JOBS: "false",
+      SEED: "false",
+      LOG_LEVEL: "warn",
+      NODE_ENV: "production",
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+    };
+    const [servicePort, baselinePort] = [await freePort(), await freePort()];
+    const service = await startServer({
+      name: "service",
+      cmd: [process.execPath, "run", "src/server.ts"],
+      env: { ...common, PORT: String(servicePort) },
+      port: servicePort,
+      healthPath: "/health",
+      logFile: join(dataDir, "service.log"),
+      cwd: repoRoot,
+    });
+    cleanups.push(() => service.stop());
+    const baseline = await startServer({
+      name: "baseline",
+      cmd: [process.execPath, "bench/baseline.ts"],
+      env: { ...common, PORT: String(baselinePort) },
+      port: baselinePort,
+      healthPath: "/health",
+      logFile: join(dataDir, "baseline.log"),
+      cwd: repoRoot,
+    });
+    cleanups.push(() => baseline.stop());
+    log(`service ${service.url} (pid ${service.proc.pid}), baseline ${baseline.url} (pid ${baseline.proc.pid}); logs in ${dataDir}`);
+
+    const ctx: Ctx = { opts, db, handle, admin, statsOn, dataDir, service, baseline, customers, productIds, warnings: [] };
+    await checkWireFormat(ctx, opts.scenarios);
+
+    for (const scenario of opts.scenarios) {
+      log(`== ${scenario}`);
+      if (scenario === "static") results.static = await runStatic(ctx);
+      else if (scenario === "contended") results.contended = await runContended(ctx);
+      else if (scenario === "scale") results.scale = await runScale(ctx);
+      else results[scenario] = await runHttpScenario(ctx, scenario);
+    }
+
+    const sMem = memoryOf(service.proc.pid);
+    const bMem = memoryOf(baseline.proc.pid);
+    const memory = {
+      serviceHwmMb: sMem ? round(sMem.hwmKb / 1024, 1) : null,
+      serviceRssMb: sMem ? round(sMem.rssKb / 1024, 1) : null,
+      baselineHwmMb: bMem ? round(bMem.hwmKb / 1024, 1) : null,
+    };
+    if (memory.serviceHwmMb !== null) {
+      targets.push({ name: "service peak RSS < 200 MB", value: memory.serviceHwmMb, threshold: "200 MB", met: memory.serviceHwmMb < 200 });
+    }
+
+    printReport(ctx, memory);
+    const finished = new Date();
+    const cpu = cpus();
+    const report = {
+      date: started.toISOString(),
+      durationSeconds: Math.round((finished.getTime() - started.getTime()) / 1000),
+      command: `bun run bench ${process.argv.slice(2).join(" ")}`.trim(),
+      machine: { cores: availableParallelism(), cpu: cpu[0]?.model, memoryGb: round(totalmem() / 2 ** 30, 1), bun: Bun.version },
+      database: { ownServer: db.ownServer, via: "PgBouncer (transaction mode), DATABASE_PREPARE=false", poolMax: opts.poolMax },
+      options: opts,
+      results,
+      memory,
+      targets,
+      warnings: ctx.warnings,
+    };
+    const dir = join(repoRoot, "bench", "results");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`);
+    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    log(`results written to ${file}`);
+    if (opts.smoke && ctx.warnings.some((w) => !w.startsWith("scale ran on"))) exitCode = 1;
+  } catch (error) {
+    exitCode = 1;
+    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
+    for (const f of ["service.log", "baseline.log"]) {
+      try {
+        const text = readFileSync(join(dataDir, f), "utf8").trim();
+        if (text) console.error(`--- ${f} (tail)\n${text.split("\n").slice(-20).join("\n")}`);
+      } catch {
+        // not started
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+  process.exit(exitCode);
+}
+
+await main();
