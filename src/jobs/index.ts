@@ -1,12 +1,32 @@
-import type { JobDeps } from "./scheduler";
+// The Bun host's (and CLI's) view of the jobs: the edge jobs plus the backups, which are loaded
+// on demand so that nothing here drags node:fs or child_process into a Worker bundle that only
+// imports ./dispatch.
+import { edgeRunners, runReported, type JobRunner } from "./dispatch";
+import { isJobName, jobNames, type JobDeps, type JobName, type JobReport } from "./types";
 
-export interface JobReport {
-  job: string;
-  ok: boolean;
-  [key: string]: unknown;
+export type { JobDeps, JobReport } from "./types";
+export { runScheduledJob, jobForCron } from "./dispatch";
+
+/** The runner of any job, backups included (Bun host and CLI only). */
+export async function loadRunner(name: JobName): Promise<JobRunner> {
+  const edge = edgeRunners[name];
+  if (edge) return edge;
+  const backup = await import("./backup");
+  switch (name) {
+    case "backup-full":
+      return (deps) => backup.runBackupFull(deps);
+    case "backup-incremental":
+      return (deps) => backup.runBackupIncremental(deps);
+    case "restore-verify":
+      return (deps) => backup.runRestoreVerify(deps);
+  }
+  throw new Error(`no runner for ${name}`);
 }
 
-/** Runs one job by its name (`bun run job <name>`). Filled in by the jobs issue. */
-export async function runJobByName(name: string | undefined, _deps: JobDeps): Promise<JobReport> {
-  return { job: String(name), ok: false, error: "unknown job" };
+/** Runs one job by its name now (`bun run job <name>`), outside the schedule. */
+export async function runJobByName(name: string | undefined, deps: JobDeps): Promise<JobReport> {
+  if (!isJobName(name)) {
+    return { job: String(name), ok: false, error: `unknown job: use one of ${jobNames.join(", ")}` };
+  }
+  return runReported(name, await loadRunner(name), deps);
 }

@@ -1,12 +1,65 @@
-import type { DatabaseHandle } from "../db/client";
-import type { AppDeps } from "../trpc/context";
+// The Bun host's in-process scheduler: wakes at each UTC minute, runs the jobs whose cron
+// matches, and relies on job_runs claims so that any number of hosts run each job once.
+import { describeError } from "../lib/logger";
+import { cronMatches, floorToMinute, parseCron } from "./cron";
+import { describeHost, runClaimed, type ClaimedRun } from "./dispatch";
+import { loadRunner } from "./index";
+import { jobSchedule, type JobDefinition, type JobDeps } from "./types";
 
-export interface JobDeps extends AppDeps {
-  handle: DatabaseHandle;
+export type { JobDeps } from "./types";
+
+/** A host that was asleep (suspended laptop, long GC) catches up at most this many minutes. */
+const MAX_CATCH_UP_MINUTES = 5;
+
+export interface Scheduler {
+  /** Runs every job due in `minute` (claims first); resolves when they have finished. */
+  tick(minute: Date): Promise<ClaimedRun[]>;
+  stop(): void;
+}
+
+export function createScheduler(
+  deps: JobDeps,
+  opts: { jobs?: readonly JobDefinition[]; host?: string } = {},
+): Scheduler {
+  const jobs = (opts.jobs ?? jobSchedule).map((j) => ({ ...j, schedule: parseCron(j.cron) }));
+  const host = opts.host ?? describeHost();
+  return {
+    async tick(minute) {
+      const due = jobs.filter((j) => cronMatches(j.schedule, minute));
+      return Promise.all(due.map(async (j) => runClaimed(j.name, await loadRunner(j.name), deps, minute, host)));
+    },
+    stop() {},
+  };
 }
 
 /** Starts the in-process scheduler of the Bun host; returns a function that stops it. */
-export function startScheduler(_deps: JobDeps): () => void {
-  // Filled in by the jobs issue.
-  return () => {};
+export function startScheduler(deps: JobDeps): () => void {
+  const scheduler = createScheduler(deps);
+  let last = floorToMinute(deps.clock()).getTime();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+
+  const arm = () => {
+    if (stopped) return;
+    // A second past the minute boundary, so a slightly fast timer does not land in the old minute.
+    const wait = 60_000 - (deps.clock().getTime() % 60_000) + 1_000;
+    timer = setTimeout(fire, wait);
+    (timer as { unref?: () => void }).unref?.();
+  };
+  const fire = () => {
+    const now = floorToMinute(deps.clock()).getTime();
+    const from = Math.max(last + 60_000, now - (MAX_CATCH_UP_MINUTES - 1) * 60_000);
+    for (let t = from; t <= now; t += 60_000) {
+      // Jobs run in the background: a long backup must not delay the next minute's tick.
+      scheduler.tick(new Date(t)).catch((error) => deps.logger.error("scheduler tick failed", describeError(error)));
+    }
+    if (now > last) last = now;
+    arm();
+  };
+  arm();
+  deps.logger.info("scheduler started", { jobs: jobSchedule.map((j) => `${j.name} ${j.cron}`) });
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+  };
 }

@@ -1,0 +1,116 @@
+// The backup jobs (Bun host only): full, incremental, restore-verify, each followed by the
+// retention sweep. Postgres when DATABASE_URL is set, the embedded PGlite otherwise.
+import { describeError } from "../../lib/logger";
+import type { JobDeps, JobReport } from "../types";
+import { restorePgliteBackup, takePgliteBackup } from "./pglite";
+import { dropScratch, restoreChain, takeFullBackup, takeIncrementalBackup } from "./postgres";
+import { applyRetention, compareTables, ensureBackupDir, listManifests, newestChain, sha256File, type Manifest } from "./store";
+import { join } from "node:path";
+
+function postgresUrl(deps: JobDeps): string {
+  const url = deps.env.DATABASE_URL;
+  if (!url) throw new Error("DATABASE_URL is needed to back up a Postgres database");
+  return url;
+}
+
+async function withRetention(deps: JobDeps, report: JobReport): Promise<JobReport> {
+  try {
+    const deleted = await applyRetention(deps.env.BACKUP_DIR, deps.clock());
+    return { ...report, retentionDeleted: deleted };
+  } catch (error) {
+    deps.logger.error("backup retention failed", describeError(error));
+    return { ...report, ok: false, retentionError: String(describeError(error).error) };
+  }
+}
+
+const summary = (m: Manifest) => ({
+  id: m.id,
+  kind: m.kind,
+  file: m.file,
+  bytes: m.bytes,
+  rows: Object.fromEntries(Object.entries(m.tables).map(([t, s]) => [t, s.rows])),
+});
+
+export async function runBackupFull(deps: JobDeps): Promise<JobReport> {
+  const dir = deps.env.BACKUP_DIR;
+  await ensureBackupDir(dir);
+  const now = deps.clock();
+  const manifest =
+    deps.handle.kind === "pglite"
+      ? await takePgliteBackup(deps.handle.pglite!, dir, now)
+      : await takeFullBackup(postgresUrl(deps), dir, now);
+  deps.logger.info("backup written", summary(manifest));
+  return withRetention(deps, { job: "backup-full", ok: true, backup: summary(manifest) });
+}
+
+export async function runBackupIncremental(deps: JobDeps): Promise<JobReport> {
+  const dir = deps.env.BACKUP_DIR;
+  await ensureBackupDir(dir);
+  const now = deps.clock();
+  if (deps.handle.kind === "pglite") {
+    // The embedded database is small and has no change feed to read: a snapshot is its increment.
+    const manifest = await takePgliteBackup(deps.handle.pglite!, dir, now);
+    return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), note: "embedded database: a full snapshot was taken" });
+  }
+  const url = postgresUrl(deps);
+  const chain = newestChain(await listManifests(dir, "postgres"));
+  const base = chain.at(-1);
+  let fallback: string | undefined = base ? undefined : "there is no full backup yet";
+  if (base) {
+    const result = await takeIncrementalBackup(url, dir, now, base);
+    if ("chainBroken" in result) fallback = result.chainBroken;
+    else {
+      deps.logger.info("backup written", summary(result));
+      return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(result), changes: result.changes });
+    }
+  }
+  deps.logger.warn("incremental backup replaced by a full backup", { reason: fallback });
+  const manifest = await takeFullBackup(url, dir, now);
+  return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), fellBackToFull: fallback });
+}
+
+/**
+ * Restores the newest chain and compares it with the manifest of its last backup. Anything
+ * short of an exact match (a file whose hash changed, a restore error, a different count or
+ * checksum) is a failed report and an error log line, so the CLI exits non-zero.
+ */
+export async function runRestoreVerify(deps: JobDeps, opts: { keepScratch?: boolean } = {}): Promise<JobReport> {
+  const dir = deps.env.BACKUP_DIR;
+  const engine = deps.handle.kind;
+  const chain = newestChain(await listManifests(dir, engine));
+  const fail = (problems: string[], extra: Record<string, unknown> = {}): JobReport => {
+    deps.logger.error("restore verification failed", { chain: chain.map((m) => m.id), problems });
+    return { job: "restore-verify", ok: false, chain: chain.map((m) => m.id), problems, ...extra };
+  };
+  if (chain.length === 0) return fail([`no ${engine} full backup in ${dir}`]);
+
+  const corrupted: string[] = [];
+  for (const m of chain) {
+    const actual = await sha256File(join(dir, m.file)).catch(() => "missing");
+    if (actual !== m.sha256) corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
+  }
+  if (corrupted.length) return fail(corrupted);
+
+  const last = chain.at(-1)!;
+  let tables;
+  let scratchDatabase: string | undefined;
+  try {
+    if (engine === "pglite") tables = await restorePgliteBackup(dir, last);
+    else ({ tables, scratchDatabase } = await restoreChain(postgresUrl(deps), dir, chain, deps.clock(), opts.keepScratch));
+  } catch (error) {
+    return fail([`the restore failed: ${String(describeError(error).error)}`]);
+  }
+  const problems = compareTables(last.tables, tables);
+  if (problems.length) {
+    if (scratchDatabase && opts.keepScratch) await dropScratch(postgresUrl(deps), scratchDatabase);
+    return fail(problems);
+  }
+  deps.logger.info("restore verified", { chain: chain.map((m) => m.id) });
+  return {
+    job: "restore-verify",
+    ok: true,
+    chain: chain.map((m) => m.id),
+    tables: Object.fromEntries(Object.entries(tables).map(([t, s]) => [t, s.rows])),
+    ...(opts.keepScratch ? { scratchDatabase } : {}),
+  };
+}

@@ -1,0 +1,77 @@
+// Catalog queries shared by both engines, over a minimal query function so they run on a
+// postgres.js transaction, a scratch database or a PGlite instance alike.
+import type { TableState } from "./store";
+
+export type Query = <T extends Record<string, unknown>>(text: string, params?: unknown[]) => Promise<T[]>;
+
+/** Scheduler bookkeeping: it changes while a backup runs, and a restore does not need it. */
+export const EXCLUDED_TABLES = ["job_runs"];
+
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+export interface TableInfo {
+  name: string;
+  primaryKey: string[];
+  columns: string[];
+}
+
+/** The public tables that are backed up, parents before children (by foreign keys). */
+export async function describeTables(query: Query): Promise<TableInfo[]> {
+  const columns = await query<{ table: string; column: string; pk: number | null }>(
+    `select c.relname as "table", a.attname as "column",
+            (select k.ord from pg_index i, unnest(i.indkey) with ordinality k(attnum, ord)
+              where i.indrelid = c.oid and i.indisprimary and k.attnum = a.attnum)::int as pk
+       from pg_class c
+       join pg_namespace n on n.oid = c.relnamespace
+       join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+      where n.nspname = 'public' and c.relkind in ('r', 'p')
+      order by c.relname, a.attnum`,
+  );
+  const byName = new Map<string, TableInfo & { pkOrder: [number, string][] }>();
+  for (const row of columns) {
+    if (EXCLUDED_TABLES.includes(row.table)) continue;
+    let t = byName.get(row.table);
+    if (!t) byName.set(row.table, (t = { name: row.table, primaryKey: [], columns: [], pkOrder: [] }));
+    t.columns.push(row.column);
+    if (row.pk != null) t.pkOrder.push([Number(row.pk), row.column]);
+  }
+  for (const t of byName.values()) {
+    t.primaryKey = t.pkOrder.sort((a, b) => a[0] - b[0]).map(([, c]) => c);
+    if (t.primaryKey.length === 0) throw new Error(`table ${t.name} has no primary key: incremental backups need one`);
+  }
+  const edges = await query<{ child: string; parent: string }>(
+    `select cc.relname as child, pc.relname as parent
+       from pg_constraint f
+       join pg_class cc on cc.oid = f.conrelid
+       join pg_class pc on pc.oid = f.confrelid
+       join pg_namespace n on n.oid = cc.relnamespace
+      where f.contype = 'f' and n.nspname = 'public'`,
+  );
+  // Topological order: a table comes after every table it references.
+  const ordered: TableInfo[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (name: string) => {
+    if (state.get(name) || !byName.has(name)) return;
+    state.set(name, "visiting");
+    for (const e of edges) if (e.child === name && e.parent !== name) visit(e.parent);
+    state.set(name, "done");
+    const { pkOrder: _, ...info } = byName.get(name)!;
+    ordered.push(info);
+  };
+  for (const name of [...byName.keys()].sort()) visit(name);
+  return ordered;
+}
+
+/** Row count and an order-independent checksum of every table, in the caller's snapshot. */
+export async function tableStates(query: Query, tables: TableInfo[]): Promise<Record<string, TableState>> {
+  const states: Record<string, TableState> = {};
+  for (const t of tables) {
+    const [row] = await query<{ rows: string; checksum: string }>(
+      `select count(*)::text as rows,
+              coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text as checksum
+         from ${quoteIdent(t.name)} t`,
+    );
+    states[t.name] = { rows: Number(row.rows), checksum: row.checksum };
+  }
+  return states;
+}

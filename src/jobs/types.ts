@@ -1,0 +1,33 @@
+import type { DatabaseHandle } from "../db/client";
+import type { AppDeps } from "../trpc/context";
+
+export interface JobDeps extends AppDeps {
+  handle: DatabaseHandle;
+}
+
+export interface JobReport {
+  job: string;
+  ok: boolean;
+  [key: string]: unknown;
+}
+
+export const jobNames = ["prune-sessions", "maintenance", "backup-full", "backup-incremental", "restore-verify"] as const;
+export type JobName = (typeof jobNames)[number];
+
+export interface JobDefinition {
+  name: JobName;
+  /** Default schedule, UTC (API.md "Scheduled jobs"). */
+  cron: string;
+  /** Backups need pg_dump and a file system: the Bun host (or an operator's machine) only. */
+  bunOnly: boolean;
+}
+
+export const jobSchedule: readonly JobDefinition[] = [
+  { name: "prune-sessions", cron: "*/15 * * * *", bunOnly: false },
+  { name: "maintenance", cron: "0 3 * * 0", bunOnly: false },
+  { name: "backup-full", cron: "0 2 * * *", bunOnly: true },
+  { name: "backup-incremental", cron: "0 */6 * * *", bunOnly: true },
+  { name: "restore-verify", cron: "0 4 1 * *", bunOnly: true },
+];
+
+export const isJobName = (name: unknown): name is JobName => (jobNames as readonly unknown[]).includes(name);
