@@ -7,7 +7,8 @@
 #
 #   .ci/worker.sh postgres://postgres@127.0.0.1:<pgbouncer port>/postgres
 #   (or WORKER_DATABASE_URL=...). A fresh database is created next to the one in the URL and
-#   migrated with `bun run db:migrate` (the Worker itself never migrates).
+#   migrated with `bun run db:migrate` and seeded with the sample catalog (the Worker itself
+#   never migrates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,11 +66,16 @@ fi
 echo "== worker: database"
 db_name="worker_e2e_$(date +%s)_$$"
 DB_URL=$(DB_NAME=$db_name "$NODE22" -e 'const u=new URL(process.argv[1]); u.pathname="/"+process.env.DB_NAME; console.log(u.toString())' "$SERVER_URL")
-psql "$SERVER_URL" -v ON_ERROR_STOP=1 -qAtc "create database \"$db_name\"" >/dev/null
+psql "$SERVER_URL" -v ON_ERROR_STOP=1 -qAtc "create database \"$db_name\"" >/dev/null \
+  || { echo "worker: cannot create a database through $SERVER_URL" >&2; exit 1; }
 JWT_SECRET="ci-worker-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-DATABASE_URL="$DB_URL" JWT_SECRET="$JWT_SECRET" DATABASE_PREPARE=false "$BUN" run src/cli.ts migrate >"$WORK/migrate.log" 2>&1 \
-  || { cat "$WORK/migrate.log"; exit 1; }
-echo "migrated $db_name"
+# `db:migrate`, then `db:seed` for the sample catalog the end-to-end suite orders from (the Bun
+# host it also runs against is started with SEED=true).
+for step in migrate seed; do
+  DATABASE_URL="$DB_URL" JWT_SECRET="$JWT_SECRET" DATABASE_PREPARE=false "$BUN" run src/cli.ts "$step" >>"$WORK/migrate.log" 2>&1 \
+    || { cat "$WORK/migrate.log"; exit 1; }
+done
+echo "migrated and seeded $db_name"
 
 echo "== worker: wrangler dev on local workerd"
 PORT=$(free_port)

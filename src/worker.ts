@@ -45,9 +45,20 @@ export function parseWorkerEnv(bindings: WorkerBindings): Env & { DATABASE_URL: 
   return env as Env & { DATABASE_URL: string; JWT_SECRET: string };
 }
 
+/**
+ * postgres.js asks the server for the array type ids on each new connection, and a Worker opens
+ * new connections on every request; the app never sends arrays as parameters (it builds array
+ * literals), so that round trip is skipped. A fetch_types in the URL itself still wins.
+ */
+export function withWorkerUrlDefaults(url: string): string {
+  const u = new URL(url);
+  if (!u.searchParams.has("fetch_types")) u.searchParams.set("fetch_types", "false");
+  return u.toString();
+}
+
 async function openInvocation(env: ReturnType<typeof parseWorkerEnv>) {
   const handle = await createPostgresDatabase({
-    url: env.DATABASE_URL,
+    url: withWorkerUrlDefaults(env.DATABASE_URL),
     poolMax: Math.min(env.DATABASE_POOL_MAX, MAX_CONNECTIONS_PER_INVOCATION),
     prepare: env.DATABASE_PREPARE,
   });
