@@ -266,4 +266,17 @@ describe.if(onPostgres)("backups: Postgres (pg_dump + incrementals)", async () =
     const report = await runBackupIncremental(deps);
     expect(report).toMatchObject({ ok: true, backup: { kind: "full" }, fellBackToFull: "there is no full backup yet" });
   });
+
+  test("an incremental across a migration takes a full backup instead (a chain never spans a schema change)", async () => {
+    await seed(handle!.db);
+    const deps = depsFor(handle!, { BACKUP_DIR: await newBackupDir(), DATABASE_URL: directUrl });
+    expect((await runBackupFull(deps)).ok).toBe(true);
+    await handle!.db.execute(sql`alter table products add column note text`);
+    try {
+      const report = await runBackupIncremental(deps);
+      expect(report).toMatchObject({ ok: true, backup: { kind: "full" }, fellBackToFull: "the schema changed since the previous backup" });
+    } finally {
+      await handle!.db.execute(sql`alter table products drop column note`);
+    }
+  });
 });

@@ -9,7 +9,7 @@ import { createInterface } from "node:readline";
 import { createGunzip, createGzip } from "node:zlib";
 import type { Sql, TransactionSql } from "postgres";
 import { backupId, writeManifest, type Manifest, type TableState } from "./store";
-import { describeTables, EXCLUDED_TABLES, quoteIdent, tableStates, type Query, type TableInfo } from "./tables";
+import { describeTables, EXCLUDED_TABLES, quoteIdent, schemaHashOf, tableStates, type Query, type TableInfo } from "./tables";
 
 const XID_SPACE = 2n ** 32n;
 /** Past this distance (in transaction ids) a chain's base is too old for xmin arithmetic. */
@@ -91,7 +91,8 @@ export async function takeFullBackup(url: string, dir: string, now: Date): Promi
     return await sql.begin("isolation level repeatable read read only", async (tx) => {
       const snap = await openSnapshot(tx, true);
       const query = queryOf(tx);
-      const tables = await tableStates(query, await describeTables(query));
+      const described = await describeTables(query);
+      const tables = await tableStates(query, described);
       const partial = join(dir, `${file}.partial`);
       await runTool(
         findPgTool("pg_dump"),
@@ -113,6 +114,7 @@ export async function takeFullBackup(url: string, dir: string, now: Date): Promi
         database: { name: snap.name, oid: snap.oid },
         snapshotXmin: snap.xmin,
         serverVersion: snap.version,
+        schemaHash: schemaHashOf(described),
         tables,
       });
     });
@@ -153,11 +155,11 @@ export async function takeIncrementalBackup(
   try {
     return await sql.begin("isolation level repeatable read read only", async (tx) => {
       const snap = await openSnapshot(tx, false);
-      const broken = chainBreak(parent, snap);
-      if (broken) return { chainBroken: broken };
-      const sinceXid = (BigInt(parent.snapshotXmin!) % XID_SPACE).toString();
       const query = queryOf(tx);
       const tables = await describeTables(query);
+      const broken = chainBreak(parent, snap) ?? (parent.schemaHash === schemaHashOf(tables) ? undefined : "the schema changed since the previous backup");
+      if (broken) return { chainBroken: broken };
+      const sinceXid = (BigInt(parent.snapshotXmin!) % XID_SPACE).toString();
       const partial = join(dir, `${file}.partial`);
       const gzip = createGzip();
       const sink = createWriteStream(partial, { mode: 0o600 });
@@ -201,6 +203,7 @@ export async function takeIncrementalBackup(
         database: { name: snap.name, oid: snap.oid },
         snapshotXmin: snap.xmin,
         serverVersion: snap.version,
+        schemaHash: schemaHashOf(tables),
         tables: states,
         changes,
       });

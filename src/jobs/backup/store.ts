@@ -31,6 +31,8 @@ export interface Manifest {
   database?: { name: string; oid: string };
   snapshotXmin?: string;
   serverVersion?: string;
+  /** Hash of the tables, columns and keys: an incremental cannot span a schema change. */
+  schemaHash?: string;
   /** Every table's state in the backup's snapshot: what a restore of the chain must reproduce. */
   tables: Record<string, TableState>;
   /** Incremental only: per table, the changed rows and the primary keys it carries. */

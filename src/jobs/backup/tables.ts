@@ -1,5 +1,6 @@
 // Catalog queries shared by both engines, over a minimal query function so they run on a
 // postgres.js transaction, a scratch database or a PGlite instance alike.
+import { createHash } from "node:crypto";
 import type { TableState } from "./store";
 
 export type Query = <T extends Record<string, unknown>>(text: string, params?: unknown[]) => Promise<T[]>;
@@ -60,6 +61,12 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
   };
   for (const name of [...byName.keys()].sort()) visit(name);
   return ordered;
+}
+
+/** Changes with any migration that adds, drops or reorders tables, columns or keys. */
+export function schemaHashOf(tables: TableInfo[]): string {
+  const text = JSON.stringify(tables.map((t) => [t.name, t.columns, t.primaryKey]).sort());
+  return createHash("sha256").update(text).digest("hex");
 }
 
 /** Row count and an order-independent checksum of every table, in the caller's snapshot. */
