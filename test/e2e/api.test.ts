@@ -27,13 +27,29 @@ const EXTERNAL = process.env.E2E_BASE_URL?.replace(/\/+$/, "") || undefined;
 let server: RunningServer | undefined;
 let baseUrl = "";
 
+/**
+ * An admin: the one a self-started server bootstraps (ADMIN_EMAIL/ADMIN_PASSWORD); against an
+ * external server, E2E_ADMIN_EMAIL/E2E_ADMIN_PASSWORD, or a fresh account promoted through
+ * E2E_DATABASE_URL (the role is not reachable through the API).
+ */
+const BOOTSTRAP_ADMIN = { email: `e2e-admin-${Date.now().toString(36)}@example.com`, password: "e2e admin password" };
+const ADMIN_VIA = !EXTERNAL
+  ? "bootstrap"
+  : process.env.E2E_ADMIN_EMAIL && process.env.E2E_ADMIN_PASSWORD
+    ? "given"
+    : process.env.E2E_DATABASE_URL
+      ? "promote"
+      : undefined;
+
 beforeAll(async () => {
   if (EXTERNAL) {
     baseUrl = EXTERNAL;
     return;
   }
   // NODE_ENV=development: tRPC would add stacks to errors there; the service must not.
-  server = await startServer({ env: { NODE_ENV: "development", SEED: "true" } });
+  server = await startServer({
+    env: { NODE_ENV: "development", SEED: "true", ADMIN_EMAIL: BOOTSTRAP_ADMIN.email, ADMIN_PASSWORD: BOOTSTRAP_ADMIN.password },
+  });
   baseUrl = server.baseUrl;
 }, 120_000);
 
@@ -286,5 +302,87 @@ describe("e2e: security", () => {
       client.setToken(token);
       expect((await trpcErrorOf(client.api.auth.me.query())).data?.code).toBe("UNAUTHORIZED");
     }
+  });
+});
+
+async function signInAdmin() {
+  const admin = newClient();
+  if (ADMIN_VIA === "promote") {
+    const address = email("admin");
+    admin.setToken((await admin.api.auth.register.mutate({ email: address, password: PASSWORD })).accessToken);
+    const { default: postgres } = await import("postgres");
+    const sql = postgres(process.env.E2E_DATABASE_URL!, { max: 1, prepare: false, onnotice: () => {} });
+    await sql`update users set role = 'admin' where email = ${address}`;
+    await sql.end();
+    return admin;
+  }
+  const credentials =
+    ADMIN_VIA === "given" ? { email: process.env.E2E_ADMIN_EMAIL!, password: process.env.E2E_ADMIN_PASSWORD! } : BOOTSTRAP_ADMIN;
+  admin.setToken((await admin.api.auth.login.mutate(credentials)).accessToken);
+  return admin;
+}
+
+async function signUpCustomer(tag: string) {
+  const client = newClient();
+  client.setToken((await client.api.auth.register.mutate({ email: email(tag), password: PASSWORD })).accessToken);
+  return client;
+}
+
+describe.if(ADMIN_VIA !== undefined)("e2e: products and orders", () => {
+  test("an admin creates a product; a customer orders it, sees it, cancels it; stock follows", async () => {
+    const admin = await signInAdmin();
+    expect((await admin.api.auth.me.query()).role).toBe("admin");
+    const product = await admin.api.products.create.mutate({ name: `E2E Lamp ${Date.now()}`, price: "12.5", stock: 3 });
+    expect(product).toMatchObject({ price: "12.50", stock: 3, description: null });
+
+    const alice = await signUpCustomer("alice");
+    expect((await alice.api.products.byId.query({ id: product.id })).name).toBe(product.name);
+    // The same product twice is merged into one line.
+    const order = await alice.api.orders.create.mutate({
+      items: [
+        { productId: product.id, quantity: 2 },
+        { productId: product.id, quantity: 1 },
+      ],
+      idempotencyKey: `e2e-${product.id}`,
+    });
+    expect(order).toMatchObject({ status: "pending", total: "37.50" });
+    expect(order.items).toEqual([{ id: expect.any(String), productId: product.id, quantity: 3, price: "12.50" }]);
+    expect(await alice.api.inventory.get.query({ productId: product.id })).toEqual({ productId: product.id, stock: 0 });
+
+    // A retry with the same key returns the same order and takes no more stock.
+    const retry = await alice.api.orders.create.mutate({
+      items: [{ productId: product.id, quantity: 3 }],
+      idempotencyKey: `e2e-${product.id}`,
+    });
+    expect(retry.id).toBe(order.id);
+
+    const mine = await alice.api.orders.list.query();
+    expect(mine.items.map((o) => o.id)).toContain(order.id);
+    expect((await alice.api.orders.byId.query({ id: order.id })).total).toBe("37.50");
+
+    const cancelled = await alice.api.orders.cancel.mutate({ id: order.id });
+    expect(cancelled.status).toBe("cancelled");
+    expect((await alice.api.products.byId.query({ id: product.id })).stock).toBe(3);
+  });
+
+  test("errors: short stock is CONFLICT with productIds; someone else's order NOT_FOUND; customers cannot admin", async () => {
+    const admin = await signInAdmin();
+    const product = await admin.api.products.create.mutate({ name: `E2E Mug ${Date.now()}`, price: "4.99", stock: 1 });
+    const bob = await signUpCustomer("bob");
+    const short = await trpcErrorOf(bob.api.orders.create.mutate({ items: [{ productId: product.id, quantity: 2 }] }));
+    expect(short.data?.code).toBe("CONFLICT");
+    expect((short.data as unknown as { productIds: string[] }).productIds).toEqual([product.id]);
+
+    const order = await bob.api.orders.create.mutate({ items: [{ productId: product.id, quantity: 1 }] });
+    const eve = await signUpCustomer("eve");
+    expect((await trpcErrorOf(eve.api.orders.byId.query({ id: order.id }))).data?.code).toBe("NOT_FOUND");
+    expect((await trpcErrorOf(eve.api.orders.cancel.mutate({ id: order.id }))).data?.code).toBe("NOT_FOUND");
+    expect((await trpcErrorOf(bob.api.orders.updateStatus.mutate({ id: order.id, status: "shipped" }))).data?.code).toBe("FORBIDDEN");
+    expect((await trpcErrorOf(bob.api.products.create.mutate({ name: "Nope", price: "1.00" }))).data?.code).toBe("FORBIDDEN");
+
+    expect((await admin.api.orders.updateStatus.mutate({ id: order.id, status: "processing" })).status).toBe("processing");
+    expect((await trpcErrorOf(admin.api.orders.updateStatus.mutate({ id: order.id, status: "delivered" }))).data?.code).toBe("CONFLICT");
+    expect((await trpcErrorOf(bob.api.products.byId.query({ id: "not-a-uuid" }))).data?.code).toBe("BAD_REQUEST");
+    expect((await trpcErrorOf(bob.api.products.byId.query({ id: crypto.randomUUID() }))).data?.code).toBe("NOT_FOUND");
   });
 });
