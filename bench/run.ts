@@ -44,6 +44,8 @@ interface Options {
   customers: number;
   products: number;
   pgbench: boolean;
+  /** Run the service under Bun's sampling CPU profiler (written as markdown when it stops). */
+  profile: boolean;
   wrkThreads: number;
   poolMax: number;
 }
@@ -57,10 +59,10 @@ function parseOptions(argv: string[]): Options {
       flags.set(k, v ?? "true");
     } else names.push(arg);
   }
-  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "help"]);
+  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "help"]);
   for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
   if (flags.has("help")) {
-    console.log(`bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench]`);
+    console.log(`bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile]`);
     process.exit(0);
   }
   for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
@@ -84,6 +86,7 @@ function parseOptions(argv: string[]): Options {
     customers: smoke ? 16 : 64,
     products: smoke ? 100 : 1000,
     pgbench: !flags.has("no-pgbench"),
+    profile: flags.has("profile"),
     wrkThreads: 1,
     poolMax: 10,
   };
@@ -254,10 +257,12 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
   }
   const service: SideRun[] = [];
   const baseline: SideRun[] = [];
+  // A login costs tens of milliseconds: a one-second smoke run may not complete any.
+  const seconds = name === "login" ? Math.max(3, opts.seconds) : opts.seconds;
   for (let r = 1; r <= opts.rounds; r++) {
-    const s = await measureSide(ctx, ctx.service, name, opts.seconds);
+    const s = await measureSide(ctx, ctx.service, name, seconds);
     service.push(s);
-    const b = await measureSide(ctx, ctx.baseline, name, opts.seconds);
+    const b = await measureSide(ctx, ctx.baseline, name, seconds);
     baseline.push(b);
     log(`${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors), baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors)`);
   }
@@ -313,6 +318,11 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     };
   }
   targets.push({ name: result.target.description, value: round(result.target.value * 100, 1), threshold: `${spec.targetRatio * 100} %`, met: result.target.met });
+  if (sSum.requests === 0 || bSum.requests === 0) {
+    const msg = `${name}: no request completed (service ${sSum.requests}, baseline ${bSum.requests})`;
+    ctx.warnings.push(msg);
+    log(`WARNING ${msg}`);
+  }
   if (sSum.errors > 0 || bSum.errors > 0) {
     const msg = `${name}: ${sSum.errors} service and ${bSum.errors} baseline errors (non-2xx answers, socket errors or timeouts)`;
     ctx.warnings.push(msg);
@@ -671,7 +681,9 @@ async function main() {
     const [servicePort, baselinePort] = [await freePort(), await freePort()];
     const service = await startServer({
       name: "service",
-      cmd: [process.execPath, "run", "src/server.ts"],
+      cmd: opts.profile
+        ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dataDir, "profile")}`, "src/server.ts"]
+        : [process.execPath, "run", "src/server.ts"],
       env: { ...common, PORT: String(servicePort) },
       port: servicePort,
       healthPath: "/health",
@@ -713,6 +725,11 @@ async function main() {
       targets.push({ name: "service peak RSS < 200 MB", value: memory.serviceHwmMb, threshold: "200 MB", met: memory.serviceHwmMb < 200 });
     }
 
+    if (opts.profile) {
+      // The profile is written when the service exits.
+      await service.stop();
+      log(`service CPU profile: ${join(dataDir, "profile")} (markdown: *.md)`);
+    }
     printReport(ctx, memory);
     const finished = new Date();
     const cpu = cpus();
