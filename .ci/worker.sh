@@ -79,9 +79,11 @@ echo "migrated and seeded $db_name"
 
 echo "== worker: wrangler dev on local workerd"
 PORT=$(free_port)
+INSPECTOR_PORT=$(free_port) # not the default 9229, which another wrangler may hold
 BASE_URL="http://127.0.0.1:$PORT"
 setsid "$NODE22" "$WRANGLER" dev --local --test-scheduled --ip 127.0.0.1 --port "$PORT" \
   --persist-to "$WORK/state" --show-interactive-dev-session=false \
+  --inspector-ip 127.0.0.1 --inspector-port "$INSPECTOR_PORT" \
   --var "DATABASE_URL:$DB_URL" --var "JWT_SECRET:$JWT_SECRET" --var "DATABASE_PREPARE:false" \
   </dev/null >"$WORK/wrangler.log" 2>&1 &
 WRANGLER_PID=$!
