@@ -20,6 +20,8 @@ const createInput = v.object({
       v.string("idempotencyKey must be a string"),
       v.minLength(1, "idempotencyKey must be 1 to 255 characters"),
       v.maxLength(255, "idempotencyKey must be 1 to 255 characters"),
+      // Postgres text cannot hold NUL; refuse it here instead of failing in the database.
+      v.regex(/^[^\u0000]*$/, "idempotencyKey must not contain NUL characters"),
     ),
   ),
 });

@@ -273,6 +273,10 @@ describe("orders: errors", () => {
       { items: [{ productId: "not-a-uuid-secret", quantity: 1 }] },
       { items: [{ productId: p.id, quantity: 1 }], idempotencyKey: "" },
       { items: [{ productId: p.id, quantity: 1 }], idempotencyKey: "x".repeat(256) },
+      { items: [{ productId: p.id, quantity: 1 }], idempotencyKey: "nul\u0000key" },
+      { items: [{ productId: p.id, quantity: 1 }], idempotencyKey: 42 },
+      { items: "all of them" },
+      {},
     ];
     for (const input of cases) {
       try {
