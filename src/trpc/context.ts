@@ -28,15 +28,21 @@ export function bearerToken(header: string | null | undefined): string | null {
 }
 
 /**
- * The caller's address for throttling. `cf-connecting-ip` is set by Cloudflare itself;
- * `x-forwarded-for` is only believed behind a proxy we were told about (TRUST_PROXY).
+ * The caller's address for throttling. On Workers there is no socket and `cf-connecting-ip` is
+ * set by Cloudflare itself, so it is believed. On the Bun host any client can send that header
+ * (or `x-forwarded-for`), so both are believed only behind a proxy we were told about
+ * (TRUST_PROXY), and of `x-forwarded-for` only the last entry: the one our proxy appended.
+ * The first entry is whatever the client wrote.
  */
 export function clientAddressOf(headers: Headers, socketAddress: string | undefined, trustProxy: boolean): string {
-  const cf = headers.get("cf-connecting-ip")?.trim();
-  if (cf) return cf;
+  const onWorker = socketAddress === undefined;
+  if (onWorker || trustProxy) {
+    const cf = headers.get("cf-connecting-ip")?.trim();
+    if (cf) return cf;
+  }
   if (trustProxy) {
-    const first = headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-    if (first) return first;
+    const last = headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+    if (last) return last;
   }
   return socketAddress ?? "unknown";
 }

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { createServer } from "node:net";
 import { sql } from "drizzle-orm";
 import { createApp, MAX_BODY_BYTES } from "../../src/app";
@@ -7,6 +7,9 @@ import { createLogger } from "../../src/lib/logger";
 import { createTestDeps, signUp, uniqueEmail } from "../support/app";
 import { getTestDatabase, TEST_DATABASE_URL, withDatabaseName } from "../support/db";
 import { serveInProcess } from "../support/server";
+
+// Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
+setDefaultTimeout(60_000);
 
 const handle = await getTestDatabase();
 // An embedded database that was closed: every query on it fails, as after a crash or shutdown.

@@ -1,4 +1,4 @@
-import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { hash as argon2Hash } from "@node-rs/argon2";
 import { eq, sql } from "drizzle-orm";
 import { SignJWT } from "jose";
@@ -7,6 +7,7 @@ import { queryRows } from "../../src/db/client";
 import { sessions, users } from "../../src/db/schema";
 import { createTokenConfig, hashToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../src/lib/tokens";
 import { ensureAdmin } from "../../src/services/auth";
+import { clientAddressOf } from "../../src/trpc/context";
 import { emailKey, pruneExpiredThrottles } from "../../src/services/login-throttle";
 import {
   callerFor,
@@ -19,6 +20,9 @@ import {
 } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 import { serveInProcess } from "../support/server";
+
+// Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
+setDefaultTimeout(60_000);
 
 const handle = await getTestDatabase();
 beforeEach(() => resetDatabase(handle));
@@ -563,6 +567,33 @@ describe("auth: throttling", () => {
       }
       expect(codes[10]).toBe("TOO_MANY_REQUESTS");
       expect(await throttleFailures("ip:10.0.0.3")).toBeUndefined();
+    });
+
+    test("on the Bun host a forged cf-connecting-ip is ignored: rotating it does not dodge the address limit", async () => {
+      const codes: string[] = [];
+      for (let i = 0; i < 11; i++) {
+        const res = await postBatch(1, [{ email: uniqueEmail("cf"), password: WRONG }], { "cf-connecting-ip": `198.18.0.${i}` });
+        codes.push(((await res.json()) as Array<{ error: { data: { code: string } } }>)[0].error.data.code);
+      }
+      expect(await throttleFailures("ip:127.0.0.1")).toBe(11);
+      expect(await throttleFailures("ip:198.18.0.3")).toBeUndefined();
+    });
+  });
+
+  describe("which address counts", () => {
+    const h = (entries: Record<string, string>) => new Headers(entries);
+    test("Bun host without TRUST_PROXY: the socket address, whatever the headers say", () => {
+      expect(clientAddressOf(h({ "cf-connecting-ip": "1.1.1.1", "x-forwarded-for": "2.2.2.2" }), "10.0.0.5", false)).toBe("10.0.0.5");
+    });
+    test("Bun host behind a trusted proxy: cf-connecting-ip, else the LAST x-forwarded-for entry (the one the proxy added)", () => {
+      expect(clientAddressOf(h({ "x-forwarded-for": "6.6.6.6, 203.0.113.9" }), "10.0.0.5", true)).toBe("203.0.113.9");
+      expect(clientAddressOf(h({ "x-forwarded-for": "203.0.113.9" }), "10.0.0.5", true)).toBe("203.0.113.9");
+      expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1", "x-forwarded-for": "6.6.6.6" }), "10.0.0.5", true)).toBe("198.51.100.1");
+      expect(clientAddressOf(h({}), "10.0.0.5", true)).toBe("10.0.0.5");
+    });
+    test("Worker (no socket): cf-connecting-ip, set by Cloudflare", () => {
+      expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1" }), undefined, false)).toBe("198.51.100.1");
+      expect(clientAddressOf(h({ "x-forwarded-for": "6.6.6.6" }), undefined, false)).toBe("unknown");
     });
   });
 });

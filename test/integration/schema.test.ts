@@ -1,11 +1,14 @@
 // The migrated schema, read back from the catalog, against ../shared/database-schema-design.md
 // (plus the documented additions: users.role, the stock CHECK). Runs on real Postgres and, since
 // PGlite has the same catalog, on the embedded database too.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { sql, type SQL } from "drizzle-orm";
 import { queryRows } from "../../src/db/client";
 import { sqlState } from "../../src/errors";
 import { getTestDatabase, onPostgres } from "../support/db";
+
+// Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
+setDefaultTimeout(60_000);
 
 const handle = await getTestDatabase();
 const rows = <T extends Record<string, unknown>>(query: SQL) => queryRows<T>(handle.db, query);
