@@ -38,11 +38,15 @@ export function clientAddressOf(headers: Headers, socketAddress: string | undefi
   const onWorker = socketAddress === undefined;
   if (onWorker || trustProxy) {
     const cf = headers.get("cf-connecting-ip")?.trim();
-    if (cf) return cf;
+    if (cf) return cf.slice(0, MAX_ADDRESS_LENGTH);
   }
   if (trustProxy) {
     const last = headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
-    if (last) return last;
+    if (last) return last.slice(0, MAX_ADDRESS_LENGTH);
   }
   return socketAddress ?? "unknown";
 }
+
+// An IPv6 address is at most 45 characters; a longer header value is junk, and must not make the
+// throttle's key (varchar(320)) overflow into a 500.
+const MAX_ADDRESS_LENGTH = 64;

@@ -590,6 +590,7 @@ describe("auth: throttling", () => {
       expect(clientAddressOf(h({ "x-forwarded-for": "203.0.113.9" }), "10.0.0.5", true)).toBe("203.0.113.9");
       expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1", "x-forwarded-for": "6.6.6.6" }), "10.0.0.5", true)).toBe("198.51.100.1");
       expect(clientAddressOf(h({}), "10.0.0.5", true)).toBe("10.0.0.5");
+      expect(clientAddressOf(h({ "x-forwarded-for": "x".repeat(5000) }), "10.0.0.5", true).length).toBeLessThanOrEqual(64);
     });
     test("Worker (no socket): cf-connecting-ip, set by Cloudflare", () => {
       expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1" }), undefined, false)).toBe("198.51.100.1");
