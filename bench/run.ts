@@ -78,7 +78,7 @@ function parseOptions(argv: string[]): Options {
   return {
     scenarios: picked,
     smoke,
-    seconds: int("duration", smoke ? 1 : 10),
+    seconds: int("duration", smoke ? 2 : 10),
     warmupSeconds: int("warmup", smoke ? 0 : 3),
     rounds: int("rounds", smoke ? 1 : 3),
     scaleRows: int("scale-rows", smoke ? 20_000 : 1_000_000),
