@@ -8,6 +8,7 @@ export const onPostgres = TEST_DATABASE_URL !== undefined;
 export const prepareStatements = process.env.DATABASE_PREPARE !== "false";
 
 let shared: Promise<TestDatabase> | undefined;
+let createdDatabaseName: string | undefined;
 
 export interface TestDatabase extends DatabaseHandle {
   /** The URL of this run's own database (Postgres only), for a server or a second pool. */
@@ -33,6 +34,7 @@ export function getTestDatabase(): Promise<TestDatabase> {
       return handle;
     }
     const name = `test_${process.pid}_${Date.now().toString(36)}`;
+    createdDatabaseName = name;
     const admin = await createPostgresDatabase({ url: TEST_DATABASE_URL, poolMax: 1, prepare: false });
     await admin.db.execute(sql.raw(`create database "${name}"`));
     await admin.close();
@@ -50,4 +52,18 @@ export async function resetDatabase(handle: DatabaseHandle): Promise<void> {
   await handle.db.execute(
     sql`truncate table order_idempotency_keys, order_items, orders, sessions, login_throttle, products, users restart identity cascade`,
   );
+}
+
+/** Closes this process's test database and, on Postgres, drops it (run once after all tests). */
+export async function releaseTestDatabase(): Promise<void> {
+  if (!shared) return;
+  const handle = await shared;
+  shared = undefined;
+  await handle.close();
+  if (TEST_DATABASE_URL && createdDatabaseName) {
+    const admin = await createPostgresDatabase({ url: TEST_DATABASE_URL, poolMax: 1, prepare: false });
+    // FORCE: the pooler may still hold idle server connections to it.
+    await admin.db.execute(sql.raw(`drop database if exists "${createdDatabaseName}" with (force)`));
+    await admin.close();
+  }
 }
