@@ -132,6 +132,9 @@ interface Ctx {
 
 interface SideRun extends WrkResult {
   cpuUsPerRequest: number;
+  /** Postgres (all backends) and PgBouncer CPU per request, when the harness runs them. */
+  postgresCpuUsPerRequest?: number;
+  pgbouncerCpuUsPerRequest?: number;
   statements?: StatementDelta[];
   ordersCreated?: number;
 }
@@ -144,6 +147,8 @@ interface SideSummary {
   requests: number;
   cpuUsPerRequest: number;
   wrkCpuUsPerRequest: number;
+  postgresCpuUsPerRequest: number | null;
+  pgbouncerCpuUsPerRequest: number | null;
   rounds: { rps: number; p50Ms: number; p99Ms: number; errors: number }[];
 }
 
@@ -156,6 +161,8 @@ function summarise(runs: SideRun[]): SideSummary {
     requests: runs.reduce((n, r) => n + r.requests, 0),
     cpuUsPerRequest: median(runs.map((r) => r.cpuUsPerRequest)),
     wrkCpuUsPerRequest: median(runs.map((r) => r.wrkCpuUsPerRequest)),
+    postgresCpuUsPerRequest: round(median(runs.map((r) => r.postgresCpuUsPerRequest ?? NaN)), 1),
+    pgbouncerCpuUsPerRequest: round(median(runs.map((r) => r.pgbouncerCpuUsPerRequest ?? NaN)), 1),
     rounds: runs.map((r) => ({ rps: round(r.rps, 1)!, p50Ms: round(r.p50Ms)!, p99Ms: round(r.p99Ms)!, errors: r.errors })),
   };
 }
@@ -199,6 +206,7 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
   const before = ctx.statsOn ? await snapshotStatements(ctx.admin) : undefined;
   const ordersBefore = name === "create" ? await countOrders(ctx) : 0;
   const ticks0 = cpuTicks(server.proc.pid) ?? NaN;
+  const db0 = ctx.db.serverCpuTicks();
   const r = await runWrk({
     url: server.url,
     script: spec.script,
@@ -211,7 +219,13 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
   await sleep(Math.min(3000, Math.max(200, 2 * r.p99Ms)));
   if (server.proc.exitCode !== null || server.proc.signalCode !== null) throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
   const ticks1 = cpuTicks(server.proc.pid) ?? NaN;
-  const out: SideRun = { ...r, cpuUsPerRequest: ((ticks1 - ticks0) * TICK_US) / Math.max(1, r.requests) };
+  const db1 = ctx.db.serverCpuTicks();
+  const per = (ticks: number) => (ticks * TICK_US) / Math.max(1, r.requests);
+  const out: SideRun = { ...r, cpuUsPerRequest: per(ticks1 - ticks0) };
+  if (db0 && db1) {
+    out.postgresCpuUsPerRequest = per(db1.postgres - db0.postgres);
+    out.pgbouncerCpuUsPerRequest = per(db1.pgbouncer - db0.pgbouncer);
+  }
   if (before) out.statements = diffStatements(before, await snapshotStatements(ctx.admin));
   if (name === "create") out.ordersCreated = (await countOrders(ctx)) - ordersBefore;
   return out;
@@ -609,6 +623,23 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
     lines.push(
       `| ${name} | ${r.connections} | ${fmt(r.service.rps)} | ${fmt(r.service.p50Ms, 1)} / ${fmt(r.service.p99Ms, 1)} | ${fmt(r.baseline.rps)} | ${fmt(r.baseline.p50Ms, 1)} / ${fmt(r.baseline.p99Ms, 1)} | ${fmt(r.ratio * 100)} % | ${pg} | ${r.service.errors} / ${r.baseline.errors} | ${fmt(r.service.cpuUsPerRequest)} / ${fmt(r.baseline.cpuUsPerRequest)} |`,
     );
+  }
+  if (ctx.db.ownServer) {
+    lines.push("");
+    lines.push("CPU per request (µs, medians): every process shares the same cores, so cores × 10⁶ / total bounds req/s.");
+    lines.push("");
+    lines.push("| scenario | side | req/s | server | Postgres | PgBouncer | wrk | total | bound req/s |");
+    lines.push("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const name of ["login", "list", "byId", "create"] as const) {
+      const r = results[name] as HttpScenarioResult | undefined;
+      if (!r) continue;
+      for (const [side, x] of [["service", r.service], ["baseline", r.baseline]] as const) {
+        const total = x.cpuUsPerRequest + (x.postgresCpuUsPerRequest ?? 0) + (x.pgbouncerCpuUsPerRequest ?? 0) + x.wrkCpuUsPerRequest;
+        lines.push(
+          `| ${name} | ${side} | ${fmt(x.rps)} | ${fmt(x.cpuUsPerRequest)} | ${fmt(x.postgresCpuUsPerRequest)} | ${fmt(x.pgbouncerCpuUsPerRequest)} | ${fmt(x.wrkCpuUsPerRequest)} | ${fmt(total)} | ${fmt((availableParallelism() * 1e6) / total)} |`,
+        );
+      }
+    }
   }
   const create = results.create as HttpScenarioResult | undefined;
   if (create?.roundTripsPerOrder) {

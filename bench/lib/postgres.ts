@@ -4,7 +4,8 @@ import postgres from "postgres";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, runCommand } from "./proc";
+import { readFileSync } from "node:fs";
+import { freePort, runCommand, treeCpuTicks } from "./proc";
 
 export interface BenchDatabase {
   /** Through PgBouncer (transaction mode): what the service, the baseline and pgbench use. */
@@ -12,8 +13,10 @@ export interface BenchDatabase {
   /** Straight to Postgres: migrations, bulk loads, EXPLAIN, pg_stat_statements. */
   directUrl: string;
   name: string;
-  /** Where Postgres logs, when the harness started it. */
+  /** True when the harness started Postgres and PgBouncer itself. */
   ownServer: boolean;
+  /** CPU ticks used so far by Postgres (every backend) and PgBouncer; only when ownServer. */
+  serverCpuTicks(): { postgres: number; pgbouncer: number } | undefined;
   teardown(): Promise<void>;
 }
 
@@ -30,6 +33,7 @@ export async function openBenchDatabase(log: (msg: string) => void): Promise<Ben
   let direct = process.env.BENCH_DIRECT_DATABASE_URL ?? pooled;
   let stopServer = async () => {};
   let ownServer = false;
+  let serverCpuTicks: BenchDatabase["serverCpuTicks"] = () => undefined;
   if (!pooled || !direct) {
     const dir = mkdtempSync(join(tmpdir(), "bench-pg-"));
     const [pgPort, bouncerPort] = [await freePort(), await freePort()];
@@ -39,6 +43,10 @@ export async function openBenchDatabase(log: (msg: string) => void): Promise<Ben
     pooled = `postgres://postgres@127.0.0.1:${bouncerPort}/postgres`;
     direct = `postgres://postgres@127.0.0.1:${pgPort}/postgres`;
     ownServer = true;
+    const pidOf = (file: string) => Number(readFileSync(join(dir, file), "utf8").split("\n")[0]);
+    const postmaster = pidOf("pgdata/postmaster.pid");
+    const bouncer = pidOf("pgbouncer.pid");
+    serverCpuTicks = () => ({ postgres: treeCpuTicks(postmaster), pgbouncer: treeCpuTicks(bouncer) });
     stopServer = async () => {
       await runCommand(["bash", "-c", `source .ci/pg.sh; pg_down '${dir}'; rm -rf '${dir}'`], { cwd: repoRoot });
     };
@@ -57,6 +65,7 @@ export async function openBenchDatabase(log: (msg: string) => void): Promise<Ben
     directUrl,
     name,
     ownServer,
+    serverCpuTicks,
     async teardown() {
       const a = postgres(direct!, { max: 1, prepare: false, onnotice: () => {} });
       try {

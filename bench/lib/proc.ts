@@ -1,6 +1,6 @@
 // Child processes, ports and /proc readings for the harness (Linux only: the figures come from /proc).
 import { createServer } from "node:net";
-import { openSync, readFileSync } from "node:fs";
+import { openSync, readdirSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 export function freePort(): Promise<number> {
@@ -29,6 +29,33 @@ export function cpuTicks(pid: number): number | undefined {
   }
 }
 export const TICK_US = 10_000;
+
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU ticks of a process and all its children, the exited ones included (cutime/cstime): for
+ * Postgres, the postmaster's pid covers every backend.
+ */
+export function treeCpuTicks(rootPid: number): number {
+  const root = statFields(rootPid);
+  if (!root) return NaN;
+  // utime, stime, cutime, cstime are fields 14–17; ppid is field 4 (indexes 11–14 and 1 here).
+  const all = (f: string[]) => Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  let total = all(root);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const f = statFields(Number(entry));
+    if (f && Number(f[1]) === rootPid) total += all(f);
+  }
+  return total;
+}
 
 /** VmRSS and VmHWM (peak resident set) in kB. */
 export function memoryOf(pid: number): { rssKb: number; hwmKb: number } | undefined {
