@@ -11,6 +11,8 @@ import { getTestDatabase, resetDatabase } from "../support/db";
 const handle = await getTestDatabase();
 const db = handle.db;
 beforeEach(() => resetDatabase(handle));
+// Each test signs up users (argon2) on a shared 2-core machine: allow for load, assert no timings.
+const TIMEOUT_MS = 30_000;
 
 async function createProducts(...specs: { price: string; stock: number }[]) {
   return db
@@ -76,7 +78,7 @@ describe("orders: happy path", () => {
     // What create returned is what byId and list return.
     expect(await alice.caller.orders.byId({ id: order.id })).toEqual(order);
     expect((await alice.caller.orders.list()).items).toEqual([order]);
-  });
+  }, TIMEOUT_MS);
 
   test("each line keeps the price it was sold at when the product price changes later", async () => {
     const { alice } = await setup();
@@ -87,14 +89,14 @@ describe("orders: happy path", () => {
     expect([first.total, first.items[0].price]).toEqual(["10.00", "5.00"]);
     expect([second.total, second.items[0].price]).toEqual(["15.00", "7.50"]);
     expect((await alice.caller.orders.byId({ id: first.id })).total).toBe("10.00");
-  });
+  }, TIMEOUT_MS);
 
   test("a total of exactly 99999999.99 fits", async () => {
     const { alice } = await setup();
     const [p] = await createProducts({ price: "99999999.99", stock: 1 });
     const order = await alice.caller.orders.create({ items: [{ productId: p.id, quantity: 1 }] });
     expect(order.total).toBe("99999999.99");
-  });
+  }, TIMEOUT_MS);
 
   test("list pages newest first with an opaque cursor, each order once, items included", async () => {
     const { alice, bob } = await setup();
@@ -130,7 +132,7 @@ describe("orders: happy path", () => {
       cursor = page.nextCursor;
     } while (cursor);
     expect(all).toEqual([...created].sort().reverse());
-  });
+  }, TIMEOUT_MS);
 
   test("list filters by status; an admin sees everyone's and may filter by userId", async () => {
     const { alice, bob, admin } = await setup();
@@ -145,7 +147,7 @@ describe("orders: happy path", () => {
     expect((await admin.caller.orders.list({ userId: bob.user.id })).items.map((o) => o.id)).toEqual([b1.id]);
     expect((await admin.caller.orders.list({ userId: alice.user.id, status: "pending" })).items.map((o) => o.id)).toEqual([a2.id]);
     expect(await admin.caller.orders.byId({ id: b1.id })).toEqual(b1);
-  });
+  }, TIMEOUT_MS);
 
   test("cancel restores every line's stock and moves updated_at", async () => {
     const { alice } = await setup();
@@ -158,7 +160,7 @@ describe("orders: happy path", () => {
     expect(cancelled.items).toEqual(order.items);
     expect(cancelled.updatedAt > "2020-01-02").toBe(true);
     expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 10, [q.id]: 10 });
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("orders: idempotency", () => {
@@ -172,7 +174,7 @@ describe("orders: idempotency", () => {
     expect(retry).toEqual(first);
     expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 0, [q.id]: 9 });
     expect(await countOrders()).toBe(1);
-  });
+  }, TIMEOUT_MS);
 
   test("the same key with other items is a CONFLICT; keys are per user", async () => {
     const { alice, bob } = await setup();
@@ -184,7 +186,7 @@ describe("orders: idempotency", () => {
     const bobs = await bob.caller.orders.create({ items: [{ productId: p.id, quantity: 2 }], idempotencyKey: "k" });
     expect(bobs.userId).toBe(bob.user.id);
     expect(await stocksOf([p.id])).toEqual({ [p.id]: 7 });
-  });
+  }, TIMEOUT_MS);
 
   test("a request that failed does not use up its key", async () => {
     const { alice } = await setup();
@@ -196,7 +198,7 @@ describe("orders: idempotency", () => {
     const order = await alice.caller.orders.create(request);
     expect(await alice.caller.orders.create(request)).toEqual(order);
     expect(await stocksOf([p.id])).toEqual({ [p.id]: 3 });
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("orders: errors", () => {
@@ -211,7 +213,7 @@ describe("orders: errors", () => {
     expect(code).toBe("NOT_FOUND");
     expect(await stocksOf([p.id])).toEqual({ [p.id]: 10 });
     expect(await countOrders()).toBe(0);
-  });
+  }, TIMEOUT_MS);
 
   test("short stock is CONFLICT listing every short product, and nothing changes", async () => {
     const { alice } = await setup();
@@ -230,7 +232,7 @@ describe("orders: errors", () => {
     expect([...(error.details.productIds ?? [])].sort()).toEqual([a.id, c.id].sort());
     expect(await stocksOf([a.id, b.id, c.id])).toEqual({ [a.id]: 1, [b.id]: 10, [c.id]: 0 });
     expect(await countOrders()).toBe(0);
-  });
+  }, TIMEOUT_MS);
 
   test("CONFLICT carries data.productIds on the wire", async () => {
     const { deps, alice } = await setup();
@@ -244,7 +246,7 @@ describe("orders: errors", () => {
     const body = (await res.json()) as { error: { data: { code: string; productIds: string[] } } };
     expect(body.error.data.code).toBe("CONFLICT");
     expect(body.error.data.productIds).toEqual([a.id]);
-  });
+  }, TIMEOUT_MS);
 
   test("a total above 99999999.99 is BAD_REQUEST and nothing changes", async () => {
     const { alice } = await setup();
@@ -259,7 +261,7 @@ describe("orders: errors", () => {
     }
     expect(await stocksOf([big.id, small.id])).toEqual({ [big.id]: 5, [small.id]: 5 });
     expect(await countOrders()).toBe(0);
-  });
+  }, TIMEOUT_MS);
 
   test("invalid input is BAD_REQUEST naming the field, never echoing the value", async () => {
     const { alice } = await setup();
@@ -299,7 +301,7 @@ describe("orders: errors", () => {
     expect(await errorCodeOf(alice.caller.orders.list({ cursor: "bm90IGEgY3Vyc29y" }))).toBe("BAD_REQUEST");
     expect(await errorCodeOf(alice.caller.orders.byId({ id: "00000000-0000-4000-8000-000000000000" }))).toBe("NOT_FOUND");
     expect(await countOrders()).toBe(0);
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("orders: status machine", () => {
@@ -346,7 +348,7 @@ describe("orders: status machine", () => {
       delivered: [],
       cancelled: [],
     });
-  });
+  }, TIMEOUT_MS);
 
   test("updated_at moves on every status change", async () => {
     const ctx = await setup();
@@ -358,7 +360,7 @@ describe("orders: status machine", () => {
       expect(moved.updatedAt > "2020-01-02").toBe(true);
       expect(moved.createdAt).toBe(order.createdAt);
     }
-  });
+  }, TIMEOUT_MS);
 
   test("a customer may cancel a processing order; an unknown order is NOT_FOUND", async () => {
     const ctx = await setup();
@@ -370,7 +372,7 @@ describe("orders: status machine", () => {
     expect(await errorCodeOf(ctx.alice.caller.orders.cancel({ id: unknown }))).toBe("NOT_FOUND");
     expect(await errorCodeOf(ctx.admin.caller.orders.updateStatus({ id: unknown, status: "shipped" }))).toBe("NOT_FOUND");
     expect(await errorCodeOf(ctx.admin.caller.orders.updateStatus({ id: unknown, status: "pending" }))).toBe("NOT_FOUND");
-  });
+  }, TIMEOUT_MS);
 });
 
 describe("orders: security", () => {
@@ -392,7 +394,7 @@ describe("orders: security", () => {
     expect((await admin.caller.orders.cancel({ id: order.id })).status).toBe("cancelled");
     // Another's cancelled order is still NOT_FOUND for bob, not CONFLICT (existence is not revealed).
     expect(await errorCodeOf(bob.caller.orders.cancel({ id: order.id }))).toBe("NOT_FOUND");
-  });
+  }, TIMEOUT_MS);
 
   test("signed-out callers get UNAUTHORIZED everywhere", async () => {
     const { deps } = await setup();
@@ -403,7 +405,7 @@ describe("orders: security", () => {
     expect(await errorCodeOf(anon.orders.byId({ id }))).toBe("UNAUTHORIZED");
     expect(await errorCodeOf(anon.orders.cancel({ id }))).toBe("UNAUTHORIZED");
     expect(await errorCodeOf(anon.orders.updateStatus({ id, status: "shipped" }))).toBe("UNAUTHORIZED");
-  });
+  }, TIMEOUT_MS);
 
   test("responses never carry numbers for money", async () => {
     const { alice } = await setup();
@@ -414,5 +416,5 @@ describe("orders: security", () => {
     expect(typeof order.items[0].price).toBe("string");
     const rows = await db.select().from(orderItems).where(eq(orderItems.orderId, order.id));
     expect(rows.map((r) => r.price)).toEqual(["10.00"]);
-  });
+  }, TIMEOUT_MS);
 });
