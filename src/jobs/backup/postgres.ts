@@ -172,12 +172,12 @@ export async function takeIncrementalBackup(
           const c = { rows: 0, keys: 0 };
           const changed = tx.unsafe(`select row_to_json(t)::text as j from ${name} t where age(t.xmin) <= age($1::text::xid)`, [sinceXid]);
           for await (const batch of changed.cursor(2000)) {
-            for (const r of batch) await write(gzip, `${t.name}\tR\t${r.j}\n`);
+            await write(gzip, batch.map((r) => `${t.name}\tR\t${r.j}\n`).join(""));
             c.rows += batch.length;
           }
           const pk = t.primaryKey.map((col) => `'${col.replace(/'/g, "''")}', t.${quoteIdent(col)}`).join(", ");
           for await (const batch of tx.unsafe(`select json_build_object(${pk})::text as j from ${name} t`).cursor(5000)) {
-            for (const r of batch) await write(gzip, `${t.name}\tK\t${r.j}\n`);
+            await write(gzip, batch.map((r) => `${t.name}\tK\t${r.j}\n`).join(""));
             c.keys += batch.length;
           }
           changes[t.name] = c;
@@ -253,13 +253,15 @@ async function applyIncremental(sql: Sql, path: string): Promise<void> {
       const batch = pending.get(key) ?? [];
       batch.push(line.slice(first + 3));
       pending.set(key, batch);
-      if (batch.length >= 1000) await flush(key);
+      if (batch.length >= 5000) await flush(key);
     }
     for (const key of pending.keys()) await flush(key);
     const missing = tables.filter((t) => !seen.has(t.name));
     // A table with no rows at all has no lines: its key list is empty, so all its rows go.
     for (const t of missing) await stage(t);
     // Deletions first, children before parents; then upserts, parents before children.
+    // Temp tables have no statistics until analysed; the anti-joins below need them.
+    for (const t of tables) await tx.unsafe(`analyze ${quoteIdent(`_k_${t.name}`)}`);
     for (const t of [...tables].reverse()) {
       const match = t.primaryKey.map((c) => `k.${quoteIdent(c)} = t.${quoteIdent(c)}`).join(" and ");
       await tx.unsafe(`delete from ${quoteIdent(t.name)} t where not exists (select 1 from ${quoteIdent(`_k_${t.name}`)} k where ${match})`);
