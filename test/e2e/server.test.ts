@@ -72,32 +72,37 @@ describe.skipIf(EXTERNAL)("server process: bad configuration stops start-up with
     expect(r.stderrLines).toHaveLength(1);
     expect(r.stderrLines[0]).toContain("JWT_SECRET");
   }, 60_000);
+});
 
-  test("a port that is taken → exit 1, one line naming PORT", async () => {
+describe.skipIf(EXTERNAL)("server process: lifecycle", () => {
+  // One DATA_DIR for the whole lifecycle: each start of the embedded database costs seconds.
+  test("a second start on the same DATA_DIR keeps the data and the JWT secret of the first; the admin exists once", async () => {
+    const dataDir = await tempDir();
+    const email = `persist-${Date.now().toString(36)}@example.com`;
+    const admin = { ADMIN_EMAIL: `boss-${Date.now().toString(36)}@example.com`, ADMIN_PASSWORD: "boss password 1" };
+    const env = { SEED: "false", ...admin };
+
+    const first = await startServer({ dataDir, env });
+    const registered = await post(first.baseUrl, "auth.register", { email, password: "persistent password" });
+    expect(registered.status).toBe(200);
+    const adminLogin = await post(first.baseUrl, "auth.login", { email: admin.ADMIN_EMAIL, password: admin.ADMIN_PASSWORD });
+    expect((adminLogin.body.result?.data.user as unknown as { role: string }).role).toBe("admin");
+    expect(await first.stop()).toBe(0);
+
+    // While the data directory is at rest: a port that is taken stops start-up with one line.
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     try {
       const port = String((blocker.address() as { port: number }).port);
-      const r = await runServerExpectingExit({ PORT: port, DATA_DIR: await tempDir(), SEED: "false" });
+      const r = await runServerExpectingExit({ ...env, PORT: port, DATA_DIR: dataDir });
       expect(r.exitCode).toBe(1);
       expect(r.stderrLines).toHaveLength(1);
       expect(r.stderrLines[0]).toContain("PORT");
     } finally {
       blocker.close();
     }
-  }, 60_000);
-});
 
-describe.skipIf(EXTERNAL)("server process: lifecycle", () => {
-  test("a second start on the same DATA_DIR keeps the data of the first (and the JWT secret)", async () => {
-    const dataDir = await tempDir();
-    const email = `persist-${Date.now().toString(36)}@example.com`;
-    const first = await startServer({ dataDir, env: { SEED: "false" } });
-    const registered = await post(first.baseUrl, "auth.register", { email, password: "persistent password" });
-    expect(registered.status).toBe(200);
-    expect(await first.stop()).toBe(0);
-
-    const second = await startServer({ dataDir, env: { SEED: "false" } });
+    const second = await startServer({ dataDir, env });
     try {
       const login = await post(second.baseUrl, "auth.login", { email, password: "persistent password" });
       expect(login.status).toBe(200);
@@ -107,27 +112,14 @@ describe.skipIf(EXTERNAL)("server process: lifecycle", () => {
         headers: { authorization: `Bearer ${registered.body.result!.data.accessToken}` },
       });
       expect(me.status).toBe(200);
+      // The bootstrap ran again without duplicating the admin.
+      const again = await post(second.baseUrl, "auth.login", { email: admin.ADMIN_EMAIL, password: admin.ADMIN_PASSWORD });
+      expect(again.body.result?.data.user.id).toBe(adminLogin.body.result!.data.user.id);
+      expect((await post(second.baseUrl, "auth.register", { email: admin.ADMIN_EMAIL, password: "someone else 1" })).status).toBe(409);
     } finally {
       expect(await second.stop()).toBe(0);
     }
-  }, 180_000);
-
-  test("ADMIN_EMAIL/ADMIN_PASSWORD: start-up makes that admin exist, once, across restarts", async () => {
-    const dataDir = await tempDir();
-    const env = { SEED: "false", ADMIN_EMAIL: `boss-${Date.now().toString(36)}@example.com`, ADMIN_PASSWORD: "boss password 1" };
-    for (let run = 0; run < 2; run++) {
-      const server = await startServer({ dataDir, env });
-      try {
-        const login = await post(server.baseUrl, "auth.login", { email: env.ADMIN_EMAIL, password: env.ADMIN_PASSWORD });
-        expect(login.status).toBe(200);
-        expect((login.body.result?.data.user as unknown as { role: string }).role).toBe("admin");
-        const dup = await post(server.baseUrl, "auth.register", { email: env.ADMIN_EMAIL, password: "someone else 1" });
-        expect(dup.status).toBe(409);
-      } finally {
-        await server.stop();
-      }
-    }
-  }, 180_000);
+  }, 240_000);
 
   test.if(onPostgres)(
     "a stopped database makes /health 503, and it recovers when the database returns, without a restart",
