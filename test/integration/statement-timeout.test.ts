@@ -71,6 +71,42 @@ describe.if(onPostgres)("statement timeout through the pooler", () => {
     30_000,
   );
 
+  // Without a direct URL (only the pooler): apply through PgBouncer, end the server connections
+  // that predate the setting, and check inside one transaction (one server connection) that the
+  // connection carries the setting before running the long query on it.
+  test.if(DIRECT_URL === undefined)(
+    "through the pooler only: a fresh server connection cancels a long query with 57014",
+    async () => {
+      const name = await createFreshDatabase();
+      const pooled = await createPostgresDatabase({ url: withDatabaseName(TEST_DATABASE_URL!, name), poolMax: 1, prepare: false });
+      const admin = await createPostgresDatabase({ url: TEST_DATABASE_URL!, poolMax: 1, prepare: false });
+      try {
+        await applyStatementTimeout(pooled.db, 300);
+        await admin.db.execute(sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name}`);
+        let outcome = "no connection with the setting";
+        for (let attempt = 0; attempt < 20 && outcome !== "57014" && outcome !== "finished"; attempt++) {
+          outcome = await pooled.sql!.begin(async (tx) => {
+            const [row] = await tx`show statement_timeout`;
+            if (row.statement_timeout !== "300ms") return "an older server connection";
+            return tx`select pg_sleep(2)`.then(
+              () => "finished",
+              (error) => String((error as { code?: string }).code),
+            );
+          }).catch((error) => {
+            const code = (error as { code?: string }).code;
+            // The cancelled statement aborts the transaction; anything else is a dropped connection.
+            return code === "57014" ? "57014" : `connection error ${code}`;
+          });
+        }
+        expect(outcome).toBe("57014");
+      } finally {
+        await pooled.close();
+        await admin.close();
+      }
+    },
+    60_000,
+  );
+
   test("changing DATABASE_QUERY_TIMEOUT_MS replaces the stored value", async () => {
     const name = await createFreshDatabase();
     const db = await createPostgresDatabase({ url: withDatabaseName(TEST_DATABASE_URL!, name), poolMax: 1, prepare: false });
