@@ -230,14 +230,16 @@ export async function ensureAdmin(db: Database, email: string, password: string)
   }
   const passwordMatches = await verifyPassword(existing.passwordHash, password);
   if (existing.role === "admin" && passwordMatches) return { created: false };
-  await db
-    .update(users)
-    .set({
-      role: "admin",
-      ...(passwordMatches ? {} : { passwordHash: await hashPassword(password) }),
-      updatedAt: utcNow,
-    })
-    .where(eq(users.id, existing.id));
+  const passwordHash = passwordMatches ? undefined : await hashPassword(password);
+  await db.transaction(async (tx) => {
+    await tx
+      .update(users)
+      .set({ role: "admin", ...(passwordHash ? { passwordHash } : {}), updatedAt: utcNow })
+      .where(eq(users.id, existing.id));
+    // A new ADMIN_PASSWORD is how an operator rotates a leaked one: sessions signed in with the
+    // old password end, as with changePassword.
+    if (passwordHash) await tx.delete(sessions).where(eq(sessions.userId, existing.id));
+  });
   return { created: false };
 }
 

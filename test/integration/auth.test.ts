@@ -195,7 +195,10 @@ describe("auth: happy path", () => {
     expect(rows[0].role).toBe("admin");
     expect(rows[0].passwordHash).toBe(created.passwordHash); // nothing changed on the second run
 
+    const before = await callerFor(deps).auth.login({ email, password: "first admin password" });
     expect(await ensureAdmin(handle.db, email, "second admin password")).toEqual({ created: false });
+    // Rotating ADMIN_PASSWORD ends the sessions signed in with the old one.
+    expect(await errorCodeOf(callerFor(deps, { token: before.accessToken }).auth.me())).toBe("UNAUTHORIZED");
     expect(await handle.db.select().from(users).where(eq(users.email, email))).toHaveLength(1);
     expect(await errorCodeOf(callerFor(deps).auth.login({ email, password: "first admin password" }))).toBe("UNAUTHORIZED");
     const login = await callerFor(deps).auth.login({ email, password: "second admin password" });
