@@ -24,6 +24,8 @@ pg_up() {
   local dir=$1 pgport=$2 bport=$3
   pg_install
   mkdir -p "$dir"
+  # mktemp folders are 0700: the postgres user must be able to reach its own folder inside.
+  chmod o+x "$(dirname "$dir")"
   local owner=""
   if [ "$(id -u)" = 0 ]; then
     # Postgres refuses to run as root.

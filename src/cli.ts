@@ -2,23 +2,14 @@
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { runMigrations, applyStatementTimeout } from "./db/migrate";
 import { seedAdmin, seedCatalog, seedDevData } from "./db/seed";
-import { EnvError, parseEnv } from "./env";
+import { parseEnvOrExit } from "./env";
 import { createLogger } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
 
 const USAGE = "usage: cli.ts migrate | seed [--dev] | job <name>";
 
 async function main(argv: string[]): Promise<number> {
-  let env;
-  try {
-    env = parseEnv(process.env);
-  } catch (error) {
-    if (error instanceof EnvError) {
-      console.error(error.message);
-      return 1;
-    }
-    throw error;
-  }
+  const env = parseEnvOrExit(process.env);
   const logger = createLogger(env.LOG_LEVEL);
   const [command, ...rest] = argv;
   if (!command || !["migrate", "seed", "job"].includes(command)) {

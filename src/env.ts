@@ -108,3 +108,19 @@ export function parseEnv(source: Record<string, unknown>): Env {
   }
   return result.output;
 }
+
+/**
+ * For the Bun host and the CLI: a bad environment is one line on stderr naming the variable,
+ * then exit 1. (The Worker answers 500 instead; it cannot exit.)
+ */
+export function parseEnvOrExit(source: Record<string, unknown>): Env {
+  try {
+    return parseEnv(source);
+  } catch (error) {
+    if (error instanceof EnvError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}

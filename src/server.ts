@@ -1,22 +1,13 @@
 // The Bun host: validate env, migrate, bootstrap, serve; stop gracefully on SIGTERM/SIGINT.
 import { createApp } from "./app";
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
-import { EnvError, parseEnv } from "./env";
+import { parseEnvOrExit } from "./env";
 import { createLogger, describeError } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
 import { startScheduler } from "./jobs/scheduler";
 
 async function main() {
-  let env;
-  try {
-    env = parseEnv(process.env);
-  } catch (error) {
-    if (error instanceof EnvError) {
-      console.error(error.message);
-      process.exit(1);
-    }
-    throw error;
-  }
+  const env = parseEnvOrExit(process.env);
   const logger = createLogger(env.LOG_LEVEL);
   const handle = await openDatabase(env);
   try {

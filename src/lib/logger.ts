@@ -24,9 +24,24 @@ export function createLogger(level: LogLevel = "info", write: (line: string) => 
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/**
+ * What the server log keeps of an error. Drizzle's query errors put the bound parameters
+ * (emails, password hashes) into their message, so for those only the SQL text with its
+ * placeholders and the driver's own error are logged.
+ */
 export function describeError(error: unknown): Record<string, unknown> {
-  if (error instanceof Error) {
-    return { error: error.message, errorName: error.name, stack: error.stack, cause: error.cause ? String(error.cause) : undefined };
+  if (!(error instanceof Error)) return { error: String(error) };
+  const query = (error as { query?: unknown }).query;
+  if (typeof query === "string" && "params" in error) {
+    const cause = error.cause instanceof Error ? error.cause : undefined;
+    return {
+      error: cause?.message ?? "query failed",
+      errorName: cause?.name ?? error.name,
+      sqlState: (cause as { code?: unknown } | undefined)?.code,
+      query,
+      // The stack's first lines repeat the message, parameters included: keep only the frames.
+      stack: error.stack?.split("\n").filter((line) => line.trimStart().startsWith("at ")).join("\n"),
+    };
   }
-  return { error: String(error) };
+  return { error: error.message, errorName: error.name, stack: error.stack, cause: error.cause ? String(error.cause) : undefined };
 }
