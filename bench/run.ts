@@ -13,7 +13,7 @@ import { runMigrations } from "../src/db/migrate";
 import { PASSWORD_PARAMS } from "../src/lib/password-policy";
 import { createProduct } from "../src/services/products";
 import { setStock } from "../src/services/inventory";
-import { listProductsStatement } from "./baseline-sql";
+import { listProductsStatement, ORDER_CREATE, orderCreateParams } from "./baseline-sql";
 import { BENCH_PASSWORD, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables, type Customer } from "./lib/load";
 import {
   diffStatements,
@@ -175,10 +175,14 @@ interface HttpScenarioResult {
   baseline: SideSummary;
   ratio: number;
   pgbench?: PgbenchResult & { kind: PgbenchScript; clients: number };
-  extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number })[];
+  extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number; mode?: string })[];
   statementsPerRequest?: { service: number; baseline: number; sameStatements: boolean; service_statements: StatementDelta[]; baseline_statements: StatementDelta[] };
   roundTripsPerOrder?: { service: number; baseline: number };
   hashCeiling?: Awaited<ReturnType<typeof measureHashCeiling>>;
+  /** create: the order statement's plan for one 3-line order (run in a transaction that is rolled back). */
+  explain?: { plan: string[]; executionMs: number };
+  /** Mean time inside Postgres per statement, service run (pg_stat_statements). */
+  statementMeanMs?: { query: string; meanMs: number; callsPerRequest: number }[];
   target: { description: string; value: number; threshold: number; met: boolean };
 }
 
@@ -327,6 +331,17 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
       result.roundTripsPerOrder = { service: perOrder(service), baseline: perOrder(baseline) };
     }
   }
+  if (name === "create") {
+    result.explain = await explainOrder(ctx);
+    log(`create: EXPLAIN ANALYZE of one 3-line order: ${result.explain.executionMs} ms inside Postgres`);
+  }
+  if (ctx.statsOn) {
+    const last = service[service.length - 1];
+    result.statementMeanMs = (last.statements ?? [])
+      .filter((x) => x.calls >= 0.05 * last.requests)
+      .map((x) => ({ query: x.query.slice(0, 120), meanMs: x.meanMs, callsPerRequest: round(x.calls / Math.max(1, last.requests), 2)! }));
+    for (const x of result.statementMeanMs) log(`${name}: ${x.callsPerRequest}× per request, ${x.meanMs} ms mean in Postgres: ${x.query.slice(0, 70)}…`);
+  }
   if (opts.pgbench && spec.pgbench) {
     const vars = { nproducts: ctx.productIds.length, nsessions: ctx.customers.length };
     const pg = await runPgbench({ url: ctx.db.pooledUrl, kind: spec.pgbench, clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
@@ -334,8 +349,16 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     log(`${name}: pgbench ${spec.pgbench} ${pg.tps.toFixed(0)} tps (avg ${pg.latencyAvgMs} ms, ${pg.failed} failed)`);
     if (name === "create") {
       const session = await runPgbench({ url: ctx.db.pooledUrl, kind: "session", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
-      result.extraPgbench = [{ ...session, kind: "session", clients: opts.poolMax }];
-      log(`${name}: pgbench session lookup ${session.tps.toFixed(0)} tps`);
+      // The same order script with server-side prepared statements, straight to Postgres:
+      // what planning every statement anew (DATABASE_PREPARE=false behind PgBouncer 1.18) costs.
+      const prepared = await runPgbench({ url: ctx.db.directUrl, kind: "order", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir, mode: "prepared" });
+      const direct = await runPgbench({ url: ctx.db.directUrl, kind: "order", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir, mode: "extended" });
+      result.extraPgbench = [
+        { ...session, kind: "session", clients: opts.poolMax },
+        { ...prepared, kind: "order", clients: opts.poolMax, mode: "prepared, direct to Postgres" },
+        { ...direct, kind: "order", clients: opts.poolMax, mode: "unprepared, direct to Postgres" },
+      ];
+      log(`${name}: pgbench session lookup ${session.tps.toFixed(0)} tps; order direct to Postgres: prepared ${prepared.tps.toFixed(0)} tps, unprepared ${direct.tps.toFixed(0)} tps`);
     }
   }
   if (name === "login" && hashCeiling) {
@@ -361,6 +384,22 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     log(`WARNING ${msg}`);
   }
   return result;
+}
+
+async function explainOrder(ctx: Ctx): Promise<{ plan: string[]; executionMs: number }> {
+  const lines = ctx.productIds.slice(0, 3).map((productId) => ({ productId, quantity: 1 })).sort((a, b) => (a.productId < b.productId ? -1 : 1));
+  const params = orderCreateParams(lines, crypto.randomUUID(), ctx.customers[0].userId);
+  let plan: string[] = [];
+  try {
+    await ctx.admin.begin(async (tx) => {
+      const rows = await tx.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${ORDER_CREATE}`, params);
+      plan = rows.map((r) => r["QUERY PLAN"]);
+      throw new Error("rollback");
+    });
+  } catch (error) {
+    if (!(error instanceof Error && error.message === "rollback")) throw error;
+  }
+  return { plan, executionMs: Number(/Execution Time: ([\d.]+) ms/.exec(plan.join("\n"))?.[1] ?? NaN) };
 }
 
 // --- wire-format check ----------------------------------------------------------------------------
@@ -646,6 +685,10 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
     lines.push("");
     lines.push(`create: statements (round trips) per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, baseline ${create.roundTripsPerOrder.baseline}; same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`);
     if (create.extraPgbench?.[0]) lines.push(`pgbench session lookup alone: ${fmt(create.extraPgbench[0].tps)} tps`);
+    if (create.extraPgbench?.[1]) {
+      lines.push(`pgbench order: ${fmt(create.pgbench?.tps)} tps unprepared through PgBouncer (the service's path), ${fmt(create.extraPgbench[2]?.tps)} unprepared direct to Postgres, ${fmt(create.extraPgbench[1].tps)} with server-side prepared statements direct`);
+    }
+    if (create.explain) lines.push(`create: EXPLAIN ANALYZE of one 3-line order: ${create.explain.plan.find((l) => l.startsWith("Planning Time"))}, Execution Time ${create.explain.executionMs} ms`);
   }
   const login = results.login as HttpScenarioResult | undefined;
   if (login?.hashCeiling) {

@@ -92,14 +92,17 @@ const arr = (xs: string[]) => `array[${xs.map((x) => `'${x}'`).join(",")}]`;
 /**
  * The scale catalog: `rows` more products, names from 20 × 20 × 20 words plus a number (so a
  * two-word search matches 1 in 400 products, a material 1 in 20), created one millisecond apart
- * and all older than the products loaded through the service.
+ * and all older than the products loaded through the service. Words are drawn by a hash of the
+ * row number, not in a regular pattern: a regular pattern puts the same few words at every
+ * histogram bound of `name`, and the planner then misjudges how common the others are.
  */
 export async function loadScaleCatalog(sql: postgres.Sql, rows: number, chunk = 50_000): Promise<number> {
   const bar = progressBar("scale catalog", rows);
   const statement = `${HARNESS_MARK}
     insert into products (name, description, price, stock, created_at, updated_at)
-    select (${arr(WORDS.adjective)})[1 + g % 20] || ' ' || (${arr(WORDS.material)})[1 + (g / 20) % 20] || ' ' ||
-           (${arr(WORDS.noun)})[1 + (g / 400) % 20] || ' ' || g,
+    select (${arr(WORDS.adjective)})[1 + abs(hashint4extended(g, 1)) % 20] || ' ' ||
+           (${arr(WORDS.material)})[1 + abs(hashint4extended(g, 2)) % 20] || ' ' ||
+           (${arr(WORDS.noun)})[1 + abs(hashint4extended(g, 3)) % 20] || ' ' || g,
            'Bulk product ' || g,
            (1 + (g::bigint * 7919) % 99999) / 100.0,
            g % 50,

@@ -82,7 +82,7 @@ export async function openBenchDatabase(log: (msg: string) => void): Promise<Ben
 }
 
 /** Statement counts per queryid in one database; needs pg_stat_statements preloaded (.ci/pg.sh does). */
-export type StatementSnapshot = Map<string, { calls: number; query: string }>;
+export type StatementSnapshot = Map<string, { calls: number; ms: number; query: string }>;
 
 export async function enableStatementStats(sql: postgres.Sql): Promise<boolean> {
   try {
@@ -98,8 +98,8 @@ export async function enableStatementStats(sql: postgres.Sql): Promise<boolean> 
 export const HARNESS_MARK = "/* bench-harness */";
 
 export async function snapshotStatements(sql: postgres.Sql): Promise<StatementSnapshot> {
-  const rows = await sql.unsafe<{ queryid: string; calls: string; query: string }[]>(
-    `${HARNESS_MARK} select queryid::text as queryid, sum(calls)::text as calls, min(query) as query
+  const rows = await sql.unsafe<{ queryid: string; calls: string; ms: string; query: string }[]>(
+    `${HARNESS_MARK} select queryid::text as queryid, sum(calls)::text as calls, sum(total_exec_time)::text as ms, min(query) as query
        from pg_stat_statements s join pg_database d on d.oid = s.dbid
       where d.datname = current_database() and query not like '%bench-harness%'
         -- Connection set-up (postgres.js sets application_name and reads array types once per
@@ -107,12 +107,14 @@ export async function snapshotStatements(sql: postgres.Sql): Promise<StatementSn
         and query not ilike 'set %' and query not like '%pg_catalog.%'
       group by queryid`,
   );
-  return new Map(rows.map((r) => [r.queryid, { calls: Number(r.calls), query: r.query }]));
+  return new Map(rows.map((r) => [r.queryid, { calls: Number(r.calls), ms: Number(r.ms), query: r.query }]));
 }
 
 export interface StatementDelta {
   queryid: string;
   calls: number;
+  /** Mean execution time inside Postgres (pg_stat_statements total_exec_time / calls). */
+  meanMs: number;
   query: string;
 }
 
@@ -120,7 +122,8 @@ export function diffStatements(before: StatementSnapshot, after: StatementSnapsh
   const out: StatementDelta[] = [];
   for (const [queryid, a] of after) {
     const calls = a.calls - (before.get(queryid)?.calls ?? 0);
-    if (calls > 0) out.push({ queryid, calls, query: a.query.replace(/\s+/g, " ").trim() });
+    const ms = a.ms - (before.get(queryid)?.ms ?? 0);
+    if (calls > 0) out.push({ queryid, calls, meanMs: Math.round((ms / calls) * 1000) / 1000, query: a.query.replace(/\s+/g, " ").trim() });
   }
   return out.sort((x, y) => y.calls - x.calls);
 }
