@@ -357,11 +357,19 @@ async function createOrder(input: unknown, caller: Caller) {
     .map(([productId, quantity]) => ({ productId, quantity }))
     .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0));
   let row: { found: number; ok: boolean; total: string | null; short_ids: string[] | null; order: unknown } | undefined;
-  try {
-    [row] = await sql.unsafe(ORDER_CREATE, orderCreateParams(lines, crypto.randomUUID(), caller.id));
-  } catch (error) {
-    if ((error as { code?: string }).code === "22003") throw bad("The order total would be above 99999999.99: order fewer items");
-    throw error;
+  const params = orderCreateParams(lines, crypto.randomUUID(), caller.id);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      [row] = await sql.unsafe(ORDER_CREATE, params);
+      break;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "22003") throw bad("The order total would be above 99999999.99: order fewer items");
+      // Like the service: the stock CHECK refused a write decided on an older snapshot; decide again.
+      if (code === "23514" && attempt < 5) continue;
+      if (code === "23514") throw new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: lines.map((l) => l.productId) });
+      throw error;
+    }
   }
   if (!row) throw new Error("no verdict row");
   if (row.order != null) {
