@@ -160,3 +160,41 @@ describe.skipIf(EXTERNAL)("server process: lifecycle", () => {
     120_000,
   );
 });
+
+describe.skipIf(EXTERNAL)("server process: graceful stop", () => {
+  test("SIGTERM lets an in-flight request finish, then the process exits 0", async () => {
+    const server = await startServer({ dataDir: await tempDir() });
+    const url = new URL("/trpc/auth.register", server.baseUrl);
+    const body = JSON.stringify({ email: "inflight@example.com", password: "in flight password" });
+    // The request body arrives in two parts with SIGTERM in between, so the request is
+    // provably in flight when the signal lands.
+    let sendRest: () => void = () => {};
+    const secondHalf = new Promise<void>((resolve) => (sendRest = resolve));
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        const bytes = new TextEncoder().encode(body);
+        controller.enqueue(bytes.slice(0, 10));
+        await secondHalf;
+        controller.enqueue(bytes.slice(10));
+        controller.close();
+      },
+    });
+    const response = fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", connection: "close" },
+      body: stream,
+      // A streamed request body needs half-duplex.
+      duplex: "half",
+    });
+    await Bun.sleep(300);
+    const exited = server.stop();
+    await Bun.sleep(300);
+    sendRest();
+    const res = await response;
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as { result: { data: { user: { email: string } } } };
+    expect(json.result.data.user.email).toBe("inflight@example.com");
+    expect(await exited).toBe(0);
+    expect(server.output()).toContain('"msg":"shutting down"');
+  }, 90_000);
+});
