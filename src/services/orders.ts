@@ -1,4 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
+import type { Page } from "../lib/page";
 import * as v from "valibot";
 import { queryRows, type Database } from "../db/client";
 import type { OrderStatus, UserRole } from "../db/schema";
@@ -22,10 +23,7 @@ export interface Order {
   updatedAt: string;
   items: OrderItem[];
 }
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+export type { Page } from "../lib/page";
 /** Who is asking: customers reach only their own orders, admins every order. */
 export interface Actor {
   id: string;

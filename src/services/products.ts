@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm";
+import type { Page } from "../lib/page";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { products } from "../db/schema";
@@ -19,10 +20,7 @@ export interface Product {
   updatedAt: string;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+export type { Page } from "../lib/page";
 
 export interface ListProductsInput {
   limit: number;

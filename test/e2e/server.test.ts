@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TEST_JWT_SECRET } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements } from "../support/db";
-import { createTcpRelay, removeDataDir, runServerExpectingExit, startServer } from "../support/server";
+import { createTcpRelay, removeDataDir, runServerExpectingExit, startServer, unusedPort } from "../support/server";
 
 const EXTERNAL = Boolean(process.env.E2E_BASE_URL);
 const dirs: string[] = [];
@@ -20,14 +20,6 @@ async function tempDir() {
   const d = await mkdtemp(join(tmpdir(), "commerce-server-"));
   dirs.push(d);
   return d;
-}
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 async function post(baseUrl: string, procedure: string, input: unknown) {
@@ -57,7 +49,7 @@ describe.skipIf(EXTERNAL)("server process: bad configuration stops start-up with
 
   test("DATABASE_URL where no database answers → exit 1, one line naming DATABASE_URL", async () => {
     const r = await runServerExpectingExit({
-      DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${await closedPort()}/shop`,
+      DATABASE_URL: `postgres://postgres:s3cret-pw@127.0.0.1:${await unusedPort()}/shop`,
       JWT_SECRET: TEST_JWT_SECRET,
     });
     expect(r.exitCode).toBe(1);

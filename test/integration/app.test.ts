@@ -1,12 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { createServer } from "node:net";
 import { sql } from "drizzle-orm";
 import { createApp, MAX_BODY_BYTES } from "../../src/app";
 import { createPgliteDatabase, createPostgresDatabase, type DatabaseHandle } from "../../src/db/client";
 import { createLogger } from "../../src/lib/logger";
 import { createTestDeps, signUp, uniqueEmail } from "../support/app";
 import { getTestDatabase, TEST_DATABASE_URL, withDatabaseName } from "../support/db";
-import { serveInProcess } from "../support/server";
+import { serveInProcess, unusedPort } from "../support/server";
 
 // Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
 setDefaultTimeout(60_000);
@@ -25,14 +24,6 @@ const post = (path: string, body: unknown, headers: Record<string, string> = {})
 });
 
 /** A port nothing listens on: what a stopped database looks like from here. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
 /**
  * A real database without the schema, so every query of a procedure fails inside the driver
  * with a genuine SQL error (42P01, `relation "…" does not exist`): PGlite, or a fresh empty
@@ -106,7 +97,7 @@ describe("app: happy path", () => {
 
 describe("app: errors", () => {
   test("/health is 503 with db: down when the database does not answer (nothing listening)", async () => {
-    const dead = await createPostgresDatabase({ url: `postgres://postgres@127.0.0.1:${await closedPort()}/x`, poolMax: 1, prepare: false });
+    const dead = await createPostgresDatabase({ url: `postgres://postgres@127.0.0.1:${await unusedPort()}/x`, poolMax: 1, prepare: false });
     try {
       const res = await createApp(createTestDeps(dead.db)).request("/health");
       expect(res.status).toBe(503);

@@ -1,10 +1,9 @@
 // Races on real Postgres through PgBouncer: PGlite has one connection, so nothing there can race.
 import { beforeEach, describe, expect, test } from "bun:test";
-import { inArray, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client";
-import { products } from "../../src/db/schema";
 import { DomainError } from "../../src/errors";
-import { createTestDeps, signUp, signUpAdmin } from "../support/app";
+import { createTestDeps, insertProducts, signUp, signUpAdmin, stocksOf } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 const handle = await getTestDatabase();
@@ -22,17 +21,9 @@ async function settle<T>(promise: Promise<T>): Promise<Outcome<T>> {
   }
 }
 
-async function createProducts(...specs: { price: string; stock: number }[]) {
-  return db
-    .insert(products)
-    .values(specs.map((s, i) => ({ name: `race product ${i}`, price: s.price, stock: s.stock })))
-    .returning();
-}
+const createProducts = (...specs: { price: string; stock: number }[]) => insertProducts(db, specs, "race product");
 
-async function stocksOf(ids: string[]): Promise<Record<string, number>> {
-  const rows = await db.select({ id: products.id, stock: products.stock }).from(products).where(inArray(products.id, ids));
-  return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
-}
+const stocksOfProducts = (ids: string[]) => stocksOf(db, ids);
 
 async function countOrders(): Promise<number> {
   const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from orders`);
@@ -74,7 +65,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     expect(ok).toHaveLength(50);
     expect(failed.map((r) => r.code)).toEqual(Array(150).fill("CONFLICT"));
     for (const f of failed) expect(((f.error as { cause?: DomainError }).cause?.details.productIds ?? [])).toEqual([p.id]);
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: 0 });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 0 });
     expect(await countOrders()).toBe(50);
     const [sold] = await queryRows<{ n: number }>(db, sql`select coalesce(sum(quantity), 0)::int as n from order_items`);
     expect(sold.n).toBe(50);
@@ -99,7 +90,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
       ),
     );
     expect(results.filter((r) => !r.ok).map((r) => (r as { code: string }).code)).toEqual([]);
-    expect(await stocksOf([a.id, b.id, c.id])).toEqual({ [a.id]: 9880, [b.id]: 9880, [c.id]: 9880 });
+    expect(await stocksOfProducts([a.id, b.id, c.id])).toEqual({ [a.id]: 9880, [b.id]: 9880, [c.id]: 9880 });
   }, RACE_TIMEOUT_MS);
 
   test("random mix of orders, cancels, status moves and stock adjustments keeps stock exact", async () => {
@@ -174,7 +165,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
            where o.status <> 'cancelled' group by oi.product_id`,
     );
     const soldOf = new Map(sold.map((r) => [r.product_id, r.quantity]));
-    const stocks = await stocksOf(catalog.map((p) => p.id));
+    const stocks = await stocksOfProducts(catalog.map((p) => p.id));
     for (const p of catalog) {
       expect(stocks[p.id]).toBeGreaterThanOrEqual(0);
       expect({ id: p.id, stock: stocks[p.id] }).toEqual({
@@ -195,7 +186,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     const ids = new Set(results.map((r) => (r as { value: { id: string } }).value.id));
     expect(ids.size).toBe(1);
     expect(await countOrders()).toBe(1);
-    expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 0, [q.id]: 97 });
+    expect(await stocksOfProducts([p.id, q.id])).toEqual({ [p.id]: 0, [q.id]: 97 });
   }, RACE_TIMEOUT_MS);
 
   test("one key raced with two different item lists: one order; the other list gets CONFLICT", async () => {
@@ -216,7 +207,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
       else expect(r.ok ? "ok" : r.code).toBe("CONFLICT");
     });
     expect(new Set(winners.map((w) => w.value.id)).size).toBe(1);
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: 1000 - winningQuantity });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 1000 - winningQuantity });
   }, RACE_TIMEOUT_MS);
 
   test("20 concurrent cancels (owner and admin) restore stock exactly once", async () => {
@@ -237,7 +228,7 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     );
     expect(results.filter((r) => r.ok)).toHaveLength(1);
     expect(results.filter((r) => !r.ok).map((r) => (r as { code: string }).code)).toEqual(Array(19).fill("CONFLICT"));
-    expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 10, [q.id]: 10 });
+    expect(await stocksOfProducts([p.id, q.id])).toEqual({ [p.id]: 10, [q.id]: 10 });
   }, RACE_TIMEOUT_MS);
 
   test("racing moves from one state: exactly one wins", async () => {
@@ -260,6 +251,6 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     );
     const wins = shipOrCancel.filter((r) => r.ok) as { ok: true; value: { status: string } }[];
     expect(wins).toHaveLength(1);
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: wins[0].value.status === "cancelled" ? 100 : 95 });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: wins[0].value.status === "cancelled" ? 100 : 95 });
   }, RACE_TIMEOUT_MS);
 });

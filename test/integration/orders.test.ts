@@ -1,11 +1,11 @@
 import { beforeEach, describe, expect, test } from "bun:test";
-import { eq, inArray, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { createApp } from "../../src/app";
 import { queryRows } from "../../src/db/client";
 import { orderIdempotencyKeys, orderItems, orders, orderStatuses, products, type OrderStatus } from "../../src/db/schema";
 import { DomainError } from "../../src/errors";
 import { ORDER_TRANSITIONS } from "../../src/services/order-status";
-import { callerFor, createTestDeps, errorCodeOf, signUp, signUpAdmin } from "../support/app";
+import { callerFor, createTestDeps, errorCodeOf, insertProducts, signUp, signUpAdmin, stocksOf } from "../support/app";
 import { getTestDatabase, resetDatabase } from "../support/db";
 
 const handle = await getTestDatabase();
@@ -14,17 +14,9 @@ beforeEach(() => resetDatabase(handle));
 // Each test signs up users (argon2) on a shared 2-core machine: allow for load, assert no timings.
 const TIMEOUT_MS = 30_000;
 
-async function createProducts(...specs: { price: string; stock: number }[]) {
-  return db
-    .insert(products)
-    .values(specs.map((s, i) => ({ name: `product ${i}`, price: s.price, stock: s.stock })))
-    .returning();
-}
+const createProducts = (...specs: { price: string; stock: number }[]) => insertProducts(db, specs, "product");
 
-async function stocksOf(ids: string[]): Promise<Record<string, number>> {
-  const rows = await db.select({ id: products.id, stock: products.stock }).from(products).where(inArray(products.id, ids));
-  return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
-}
+const stocksOfProducts = (ids: string[]) => stocksOf(db, ids);
 
 async function countOrders(): Promise<number> {
   const [row] = await queryRows<{ n: number }>(db, sql`select count(*)::int as n from orders`);
@@ -74,7 +66,7 @@ describe("orders: happy path", () => {
     );
     expect(order.createdAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
     expect(order.updatedAt).toBe(order.createdAt);
-    expect(await stocksOf([cheap.id, dear.id])).toEqual({ [cheap.id]: 7, [dear.id]: 4 });
+    expect(await stocksOfProducts([cheap.id, dear.id])).toEqual({ [cheap.id]: 7, [dear.id]: 4 });
     // What create returned is what byId and list return.
     expect(await alice.caller.orders.byId({ id: order.id })).toEqual(order);
     expect((await alice.caller.orders.list()).items).toEqual([order]);
@@ -153,13 +145,13 @@ describe("orders: happy path", () => {
     const { alice } = await setup();
     const [p, q] = await createProducts({ price: "1.00", stock: 10 }, { price: "2.00", stock: 10 });
     const order = await alice.caller.orders.create({ items: [{ productId: p.id, quantity: 4 }, { productId: q.id, quantity: 6 }] });
-    expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 6, [q.id]: 4 });
+    expect(await stocksOfProducts([p.id, q.id])).toEqual({ [p.id]: 6, [q.id]: 4 });
     await db.update(orders).set({ updatedAt: "2020-01-01 00:00:00" }).where(eq(orders.id, order.id));
     const cancelled = await alice.caller.orders.cancel({ id: order.id });
     expect(cancelled.status).toBe("cancelled");
     expect(cancelled.items).toEqual(order.items);
     expect(cancelled.updatedAt > "2020-01-02").toBe(true);
-    expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 10, [q.id]: 10 });
+    expect(await stocksOfProducts([p.id, q.id])).toEqual({ [p.id]: 10, [q.id]: 10 });
   }, TIMEOUT_MS);
 });
 
@@ -172,7 +164,7 @@ describe("orders: idempotency", () => {
     // The first order took the last units of p: the retry must still get its order, not a CONFLICT.
     const retry = await alice.caller.orders.create({ ...request, items: [...request.items].reverse() });
     expect(retry).toEqual(first);
-    expect(await stocksOf([p.id, q.id])).toEqual({ [p.id]: 0, [q.id]: 9 });
+    expect(await stocksOfProducts([p.id, q.id])).toEqual({ [p.id]: 0, [q.id]: 9 });
     expect(await countOrders()).toBe(1);
   }, TIMEOUT_MS);
 
@@ -185,7 +177,7 @@ describe("orders: idempotency", () => {
     expect(error.message).toContain("idempotencyKey");
     const bobs = await bob.caller.orders.create({ items: [{ productId: p.id, quantity: 2 }], idempotencyKey: "k" });
     expect(bobs.userId).toBe(bob.user.id);
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: 7 });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 7 });
   }, TIMEOUT_MS);
 
   test("a request that failed does not use up its key", async () => {
@@ -197,7 +189,7 @@ describe("orders: idempotency", () => {
     await db.update(products).set({ stock: 5 }).where(eq(products.id, p.id));
     const order = await alice.caller.orders.create(request);
     expect(await alice.caller.orders.create(request)).toEqual(order);
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: 3 });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 3 });
   }, TIMEOUT_MS);
 });
 
@@ -211,7 +203,7 @@ describe("orders: errors", () => {
       }),
     );
     expect(code).toBe("NOT_FOUND");
-    expect(await stocksOf([p.id])).toEqual({ [p.id]: 10 });
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 10 });
     expect(await countOrders()).toBe(0);
   }, TIMEOUT_MS);
 
@@ -230,7 +222,7 @@ describe("orders: errors", () => {
     );
     expect(error.kind).toBe("CONFLICT");
     expect([...(error.details.productIds ?? [])].sort()).toEqual([a.id, c.id].sort());
-    expect(await stocksOf([a.id, b.id, c.id])).toEqual({ [a.id]: 1, [b.id]: 10, [c.id]: 0 });
+    expect(await stocksOfProducts([a.id, b.id, c.id])).toEqual({ [a.id]: 1, [b.id]: 10, [c.id]: 0 });
     expect(await countOrders()).toBe(0);
   }, TIMEOUT_MS);
 
@@ -259,7 +251,7 @@ describe("orders: errors", () => {
       expect(error.kind).toBe("BAD_REQUEST");
       expect(error.message).toContain("99999999.99");
     }
-    expect(await stocksOf([big.id, small.id])).toEqual({ [big.id]: 5, [small.id]: 5 });
+    expect(await stocksOfProducts([big.id, small.id])).toEqual({ [big.id]: 5, [small.id]: 5 });
     expect(await countOrders()).toBe(0);
   }, TIMEOUT_MS);
 
@@ -325,18 +317,18 @@ describe("orders: status machine", () => {
       for (const to of orderStatuses) {
         const order = await orderIn(from, ctx, p.id);
         expect(order.status).toBe(from);
-        const stockBefore = (await stocksOf([p.id]))[p.id];
+        const stockBefore = (await stocksOfProducts([p.id]))[p.id];
         const legal = ORDER_TRANSITIONS[from].includes(to);
         const result = ctx.admin.caller.orders.updateStatus({ id: order.id, status: to });
         if (legal) {
           const moved = await result;
           expect(moved.status).toBe(to);
           expect(moved.updatedAt >= order.updatedAt).toBe(true);
-          expect((await stocksOf([p.id]))[p.id]).toBe(stockBefore + (to === "cancelled" ? 1 : 0));
+          expect((await stocksOfProducts([p.id]))[p.id]).toBe(stockBefore + (to === "cancelled" ? 1 : 0));
         } else {
           expect(`${from}->${to}: ${await errorCodeOf(result)}`).toBe(`${from}->${to}: CONFLICT`);
           expect((await ctx.admin.caller.orders.byId({ id: order.id })).status).toBe(from);
-          expect((await stocksOf([p.id]))[p.id]).toBe(stockBefore);
+          expect((await stocksOfProducts([p.id]))[p.id]).toBe(stockBefore);
         }
       }
     }
@@ -367,7 +359,7 @@ describe("orders: status machine", () => {
     const [p] = await createProducts({ price: "1.00", stock: 10 });
     const order = await orderIn("processing", ctx, p.id);
     expect((await ctx.alice.caller.orders.cancel({ id: order.id })).status).toBe("cancelled");
-    expect((await stocksOf([p.id]))[p.id]).toBe(10);
+    expect((await stocksOfProducts([p.id]))[p.id]).toBe(10);
     const unknown = "00000000-0000-4000-8000-000000000000";
     expect(await errorCodeOf(ctx.alice.caller.orders.cancel({ id: unknown }))).toBe("NOT_FOUND");
     expect(await errorCodeOf(ctx.admin.caller.orders.updateStatus({ id: unknown, status: "shipped" }))).toBe("NOT_FOUND");
@@ -389,7 +381,7 @@ describe("orders: security", () => {
     expect(await errorCodeOf(alice.caller.orders.updateStatus({ id: order.id, status: "cancelled" }))).toBe("FORBIDDEN");
     // Nothing moved.
     expect((await alice.caller.orders.byId({ id: order.id })).status).toBe("pending");
-    expect((await stocksOf([p.id]))[p.id]).toBe(8);
+    expect((await stocksOfProducts([p.id]))[p.id]).toBe(8);
     // The admin may cancel anyone's order.
     expect((await admin.caller.orders.cancel({ id: order.id })).status).toBe("cancelled");
     // Another's cancelled order is still NOT_FOUND for bob, not CONFLICT (existence is not revealed).

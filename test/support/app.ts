@@ -6,8 +6,8 @@ import { appRouter } from "../../src/routers";
 import { createApp } from "../../src/app";
 import type { AppDeps } from "../../src/trpc/context";
 import { createCallerFactory } from "../../src/trpc/init";
-import { users } from "../../src/db/schema";
-import { eq } from "drizzle-orm";
+import { products, users } from "../../src/db/schema";
+import { eq, inArray } from "drizzle-orm";
 
 export const TEST_JWT_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 
@@ -111,4 +111,25 @@ export async function callHttp(
     };
   }
   return { status: res.status, data: body.result?.data };
+}
+
+/** Every string of two characters or more inside an input: what an error message must not echo. */
+export function stringsIn(value: unknown): string[] {
+  if (typeof value === "string") return value.length >= 2 ? [value] : [];
+  if (value && typeof value === "object") return Object.values(value).flatMap(stringsIn);
+  return [];
+}
+
+/** Products inserted directly (name, price, stock), for tests that are not about the catalog. */
+export async function insertProducts(db: Database, specs: { price: string; stock: number }[], namePrefix = "product") {
+  return db
+    .insert(products)
+    .values(specs.map((s, i) => ({ name: `${namePrefix} ${i}`, price: s.price, stock: s.stock })))
+    .returning();
+}
+
+/** Current stock by product id. */
+export async function stocksOf(db: Database, ids: string[]): Promise<Record<string, number>> {
+  const rows = await db.select({ id: products.id, stock: products.stock }).from(products).where(inArray(products.id, ids));
+  return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
 }

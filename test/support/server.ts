@@ -202,3 +202,13 @@ export async function createTcpRelay(targetHost: string, targetPort: number) {
     },
   };
 }
+
+/** A loopback port with nothing listening on it (bound, then released). */
+export async function unusedPort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
