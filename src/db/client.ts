@@ -1,6 +1,7 @@
 import type { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { SQL } from "drizzle-orm";
+import { allowServerPrepare } from "./prepared";
 import * as schema from "./schema";
 
 export type Schema = typeof schema;
@@ -38,6 +39,7 @@ export async function createPostgresDatabase(opts: PostgresOptions): Promise<Dat
     onnotice: () => {},
   });
   const db = drizzle(sql, { schema }) as unknown as Database;
+  if (opts.prepare) allowServerPrepare(db);
   return { db, kind: "postgres", sql, close: () => sql.end({ timeout: 5 }) };
 }
 

@@ -1,5 +1,6 @@
-import { and, desc, eq, gt, ne } from "drizzle-orm";
+import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { preparedQuery } from "../db/prepared";
 import { sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, forbidden, notFound, unauthorized } from "../errors";
@@ -107,18 +108,21 @@ export async function login(
  */
 export async function authenticate(db: Database, deps: AuthDeps, token: string): Promise<AuthenticatedUser> {
   const claims = await verifyAccessToken(deps.tokens, token, deps.now);
-  const [row] = await db
-    .select({ id: users.id, email: users.email, role: users.role, tokenHash: sessions.tokenHash })
-    .from(sessions)
-    .innerJoin(users, eq(users.id, sessions.userId))
-    .where(
-      and(
-        eq(sessions.id, claims.sessionId),
-        eq(sessions.userId, claims.userId),
-        gt(sessions.expiresAt, toDbTime(deps.now)),
-      ),
-    )
-    .limit(1);
+  // Every signed-in request runs this lookup, so it is a prepared query.
+  const [row] = await preparedQuery(db, "auth.session", () =>
+    db
+      .select({ id: users.id, email: users.email, role: users.role, tokenHash: sessions.tokenHash })
+      .from(sessions)
+      .innerJoin(users, eq(users.id, sessions.userId))
+      .where(
+        and(
+          eq(sessions.id, sql.placeholder("sessionId")),
+          eq(sessions.userId, sql.placeholder("userId")),
+          gt(sessions.expiresAt, sql.placeholder("now")),
+        ),
+      )
+      .limit(1),
+  ).execute({ sessionId: claims.sessionId, userId: claims.userId, now: toDbTime(deps.now) });
   if (!row || !digestsEqual(row.tokenHash, await hashToken(token))) {
     throw unauthorized("The session has ended: sign in again");
   }
@@ -126,7 +130,9 @@ export async function authenticate(db: Database, deps: AuthDeps, token: string):
 }
 
 export async function getUser(db: Database, userId: string): Promise<User> {
-  const [row] = await db.select().from(users).where(eq(users.id, userId)).limit(1);
+  const [row] = await preparedQuery(db, "auth.user", () =>
+    db.select().from(users).where(eq(users.id, sql.placeholder("userId"))).limit(1),
+  ).execute({ userId });
   if (!row) throw unauthorized();
   return toUser(row);
 }

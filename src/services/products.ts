@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm"
 import type { Page } from "../lib/page";
 import * as v from "valibot";
 import type { Database } from "../db/client";
+import { preparedQuery } from "../db/prepared";
 import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, notFound, sqlState } from "../errors";
@@ -98,17 +99,43 @@ export function escapeLikePattern(term: string): string {
   return term.replace(/[\\%_]/g, "\\$&");
 }
 
-function afterCursor(position: ProductCursor): SQL {
-  const [sort, key, id] = position;
+/** The values of one list call; a condition is in the query exactly when its value is set. */
+interface ListParams {
+  cursorKey?: string;
+  cursorId?: string;
+  pattern?: string;
+  minPrice?: string;
+  maxPrice?: string;
+  limit: number;
+}
+
+function listParams(input: ListProductsInput): ListParams {
+  const params: ListParams = { limit: input.limit + 1 };
+  if (input.cursor) {
+    const [, key, id] = decodeProductCursor(input.cursor, input.sort);
+    params.cursorKey = String(key);
+    params.cursorId = id;
+  }
+  if (input.search) params.pattern = `%${escapeLikePattern(input.search)}%`;
+  if (input.minPrice !== undefined) params.minPrice = input.minPrice;
+  if (input.maxPrice !== undefined) params.maxPrice = input.maxPrice;
+  return params;
+}
+
+type Bind = (name: keyof ListParams) => unknown;
+
+function afterCursor(sort: ProductSort, bind: Bind): SQL {
+  const key = bind("cursorKey");
+  const id = sql`${bind("cursorId")}::uuid`;
   switch (sort) {
     case "newest":
-      return sql`(${products.createdAt}, ${products.id}) < (${key}::timestamp, ${id}::uuid)`;
+      return sql`(${products.createdAt}, ${products.id}) < (${key}::timestamp, ${id})`;
     case "price_asc":
-      return sql`(${products.price}, ${products.id}) > (${key}::numeric, ${id}::uuid)`;
+      return sql`(${products.price}, ${products.id}) > (${key}::numeric, ${id})`;
     case "price_desc":
-      return sql`(${products.price}, ${products.id}) < (${key}::numeric, ${id}::uuid)`;
+      return sql`(${products.price}, ${products.id}) < (${key}::numeric, ${id})`;
     case "name_asc":
-      return sql`(${products.name}, ${products.id}) > (${key}::varchar, ${id}::uuid)`;
+      return sql`(${products.name}, ${products.id}) > (${key}::varchar, ${id})`;
   }
 }
 
@@ -119,29 +146,41 @@ const ORDER: Record<ProductSort, SQL[]> = {
   name_asc: [asc(products.name), asc(products.id)],
 };
 
-/**
- * The exact query `listProducts` runs (one row more than the page, to know whether another
- * page follows). Exported so the EXPLAIN test checks this SQL and cannot drift from it.
- */
-export function buildListProductsQuery(db: Database, input: ListProductsInput) {
+/** The list query for one shape; `bind` gives either the values or placeholders for them. */
+function buildList(db: Database, sort: ProductSort, inStock: boolean | undefined, params: ListParams, bind: Bind) {
   const conditions: SQL[] = [];
   // Row comparisons match the (key, id) ordering exactly and are usable as index conditions.
-  if (input.cursor) conditions.push(afterCursor(decodeProductCursor(input.cursor, input.sort)));
-  if (input.search) conditions.push(ilike(products.name, `%${escapeLikePattern(input.search)}%`));
-  if (input.minPrice !== undefined) conditions.push(gte(products.price, input.minPrice));
-  if (input.maxPrice !== undefined) conditions.push(lte(products.price, input.maxPrice));
-  if (input.inStock === true) conditions.push(sql`${products.stock} > 0`);
-  if (input.inStock === false) conditions.push(eq(products.stock, 0));
+  if (params.cursorKey !== undefined) conditions.push(afterCursor(sort, bind));
+  if (params.pattern !== undefined) conditions.push(ilike(products.name, sql`${bind("pattern")}`));
+  if (params.minPrice !== undefined) conditions.push(gte(products.price, sql`${bind("minPrice")}::numeric`));
+  if (params.maxPrice !== undefined) conditions.push(lte(products.price, sql`${bind("maxPrice")}::numeric`));
+  if (inStock === true) conditions.push(sql`${products.stock} > 0`);
+  if (inStock === false) conditions.push(eq(products.stock, 0));
   return db
     .select()
     .from(products)
     .where(and(...conditions))
-    .orderBy(...ORDER[input.sort])
-    .limit(input.limit + 1);
+    .orderBy(...ORDER[sort])
+    .limit(bind("limit") as number | ReturnType<typeof sql.placeholder>);
+}
+
+/**
+ * The exact query `listProducts` runs (one row more than the page, to know whether another
+ * page follows), with its values inline. Exported so the EXPLAIN test checks this SQL and
+ * cannot drift from it.
+ */
+export function buildListProductsQuery(db: Database, input: ListProductsInput) {
+  const params = listParams(input);
+  return buildList(db, input.sort, input.inStock, params, (name) => params[name]);
 }
 
 export async function listProducts(db: Database, input: ListProductsInput): Promise<Page<Product>> {
-  const rows = await buildListProductsQuery(db, input);
+  const params = listParams(input);
+  // One prepared query per shape (sort, stock filter, which values are present): at most 192.
+  const shape = [input.sort, String(input.inStock), ...Object.keys(params).filter((k) => params[k as keyof ListParams] !== undefined).sort()].join(":");
+  const rows = await preparedQuery(db, `products.list:${shape}`, () =>
+    buildList(db, input.sort, input.inStock, params, (name) => sql.placeholder(name)),
+  ).execute(params as unknown as Record<string, unknown>);
   const more = rows.length > input.limit;
   const items = more ? rows.slice(0, input.limit) : rows;
   const last = items[items.length - 1];
@@ -152,7 +191,9 @@ export async function listProducts(db: Database, input: ListProductsInput): Prom
 }
 
 export async function getProduct(db: Database, id: string): Promise<Product> {
-  const [row] = await db.select().from(products).where(eq(products.id, id)).limit(1);
+  const [row] = await preparedQuery(db, "products.byId", () =>
+    db.select().from(products).where(eq(products.id, sql.placeholder("id"))).limit(1),
+  ).execute({ id });
   if (!row) throw notFound("Product");
   return toProduct(row);
 }
