@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { queryRows, type Database } from "../db/client";
+import { toDbTime } from "../lib/cursor";
 
-const toDbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
 /**
  * Claims (job, scheduledFor) for this host. The primary key lets exactly one of any number of

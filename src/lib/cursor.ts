@@ -53,3 +53,8 @@ export const calendarTimestampText = v.pipe(
     );
   }),
 );
+
+/** The other direction: a Date as the text a TIMESTAMP (UTC, no zone) column takes. */
+export function toDbTime(date: Date): string {
+  return date.toISOString().replace("T", " ").replace("Z", "");
+}

@@ -56,11 +56,14 @@ export async function verifyAccessToken(
   }
 }
 
-/** Hex SHA-256; sessions store this, never the token. */
-export async function hashToken(token: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+/** Hex SHA-256 of a string. */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Buffer.from(digest).toString("hex");
 }
+
+/** Sessions store this, never the token. */
+export const hashToken = (token: string): Promise<string> => sha256Hex(token);
 
 /** Constant-time comparison of two equal-length hex digests. */
 export function digestsEqual(a: string, b: string): boolean {

@@ -4,7 +4,7 @@ import { preparedQuery } from "../db/prepared";
 import { sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, forbidden, notFound, unauthorized } from "../errors";
-import { toIso } from "../lib/cursor";
+import { toDbTime, toIso } from "../lib/cursor";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
 import { forgiveAttempt, reserveLoginAttempt } from "./login-throttle";
@@ -41,7 +41,6 @@ export interface AuthDeps {
 
 const WRONG_CREDENTIALS = "Email or password is incorrect";
 
-const toDbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
 function toUser(row: typeof users.$inferSelect): User {
   return { id: row.id, email: row.email, role: row.role, createdAt: toIso(row.createdAt), updatedAt: toIso(row.updatedAt) };

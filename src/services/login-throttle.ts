@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
 import { tooManyRequests } from "../errors";
+import { toDbTime } from "../lib/cursor";
 
 export const THROTTLE_WINDOW_SECONDS = 15 * 60;
 /** Attempts per email in one window before every further attempt is refused. */
@@ -12,7 +13,6 @@ export const MAX_ATTEMPTS_PER_ADDRESS = 100;
 export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
 
-const toDbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
 /**
  * Counts this attempt before the password is checked, in one atomic upsert, so concurrent

@@ -6,6 +6,7 @@ import type { OrderStatus, UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, timestampText, toIso, uuidText } from "../lib/cursor";
+import { sha256Hex } from "../lib/tokens";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
 
 export interface OrderItem {
@@ -46,15 +47,7 @@ const TOTAL_TOO_LARGE = "The order total would be above 99999999.99: order fewer
 
 // An order as the database renders it (json_build_object): money and timestamps are text, so no
 // numeric ever passes through a JS float and timestamps keep their microseconds for cursors.
-interface OrderJson {
-  id: string;
-  userId: string;
-  status: OrderStatus;
-  total: string;
-  createdAt: string;
-  updatedAt: string;
-  items: OrderItem[] | null;
-}
+type OrderJson = Omit<Order, "items"> & { items: OrderItem[] | null };
 
 /** postgres.js parses json columns and PGlite does too; a driver that hands back text is also fine. */
 function fromJson<T>(value: unknown): T {
@@ -102,9 +95,7 @@ export function mergeLines(items: CreateOrderInput["items"]): { productId: strin
 }
 
 async function hashRequest(lines: { productId: string; quantity: number }[]): Promise<string> {
-  const canonical = JSON.stringify(lines.map((l) => [l.productId, l.quantity]));
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
-  return Buffer.from(digest).toString("hex");
+  return sha256Hex(JSON.stringify(lines.map((l) => [l.productId, l.quantity])));
 }
 
 /** A Postgres array literal for one parameter: the statement text stays the same for any number of lines. */

@@ -1,10 +1,10 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
+import { toDbTime } from "../lib/cursor";
 
 export const PRUNE_BATCH_SIZE = 5_000;
 
-const toDbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
 export interface PruneResult {
   deleted: number;
