@@ -10,6 +10,8 @@ import { SignJWT, jwtVerify } from "jose";
 import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
 import { PASSWORD_PARAMS, needsRehash } from "../src/lib/password-policy";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
+// Formatting is the application's, not the framework's: both sides format timestamps alike.
+import { toIso } from "../src/lib/time";
 import {
   listProductsStatement,
   ORDER_CREATE,
@@ -129,7 +131,6 @@ async function bodyInput(req: Request): Promise<unknown> {
 // --- auth ---------------------------------------------------------------------------------------
 
 const toDbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
-const toIso = (t: string) => new Date(`${t.replace(" ", "T")}Z`).toISOString();
 const hex = (buf: ArrayBuffer) => Buffer.from(buf).toString("hex");
 const hashToken = async (token: string) => hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
 

@@ -14,6 +14,7 @@ import { parseEnv } from "../src/env";
 import { createLogger } from "../src/lib/logger";
 import { createTokenConfig } from "../src/lib/tokens";
 import { getProduct, listProducts } from "../src/services/products";
+import { toIso } from "../src/lib/time";
 
 const N = Number(process.argv[2] ?? 20_000);
 const id = "0190a5e4-0000-4000-8000-000000000001";
@@ -69,7 +70,6 @@ async function rawById(): Promise<Response> {
   if (!/^[\da-f]{8}(?:-[\da-f]{4}){3}-[\da-f]{12}$/iu.test(input.id)) throw new Error("bad");
   const r = await Promise.resolve([row]);
   const p = r[0];
-  const toIso = (t: string) => new Date(`${t.replace(" ", "T")}Z`).toISOString();
   const data = { id: p.id, name: p.name, description: p.description, price: p.price, stock: p.stock, createdAt: toIso(p.created_at), updatedAt: toIso(p.updated_at) };
   const res = new Response(JSON.stringify({ result: { data } }), { headers: { "content-type": "application/json" } });
   await res.text();

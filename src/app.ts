@@ -20,29 +20,33 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 export function createApp(deps: AppDeps) {
   const app = new Hono<{ Bindings: HostBindings; Variables: Variables }>();
 
+  // GET and HEAD bodies are never read, so only other methods pay for the size check.
+  const limitBody = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => c.json({ error: { message: `The request body is larger than ${MAX_BODY_BYTES} bytes` } }, 413),
+  });
+
   app.use("*", async (c, next) => {
     const incoming = c.req.header("x-request-id");
     const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : crypto.randomUUID();
     c.set("requestId", requestId);
     const started = performance.now();
-    await next();
+    const method = c.req.method;
+    if (method === "GET" || method === "HEAD") await next();
+    else {
+      const refused = await limitBody(c, next);
+      // bodyLimit answers 413 by returning a Response instead of calling next.
+      if (refused instanceof Response) c.res = refused;
+    }
     c.res.headers.set("x-request-id", requestId);
     deps.logger.info("request", {
       requestId,
-      method: c.req.method,
+      method,
       path: c.req.path,
       status: c.res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
     });
   });
-
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => c.json({ error: { message: `The request body is larger than ${MAX_BODY_BYTES} bytes` } }, 413),
-    }),
-  );
 
   app.get("/health", async (c) => {
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { queryRows, type Database } from "../db/client";
-import { toDbTime } from "../lib/cursor";
+import { toDbTime } from "../lib/time";
 
 
 /**

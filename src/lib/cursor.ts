@@ -25,11 +25,6 @@ export function decodeCursor<T extends v.GenericSchema>(cursor: string, schema: 
 export const timestampText = v.pipe(v.string(), v.regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$/));
 export const uuidText = v.pipe(v.string(), v.uuid());
 
-/** The design's TIMESTAMP columns hold UTC without a zone; the API speaks ISO-8601 with `Z`. */
-export function toIso(timestamp: string | Date): string {
-  if (timestamp instanceof Date) return timestamp.toISOString();
-  return new Date(`${timestamp.replace(" ", "T")}Z`).toISOString();
-}
 
 /**
  * `timestampText` that is also a real calendar instant Postgres accepts ("2026-02-31" or month 13
@@ -53,8 +48,3 @@ export const calendarTimestampText = v.pipe(
     );
   }),
 );
-
-/** The other direction: a Date as the text a TIMESTAMP (UTC, no zone) column takes. */
-export function toDbTime(date: Date): string {
-  return date.toISOString().replace("T", " ").replace("Z", "");
-}

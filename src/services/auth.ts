@@ -4,7 +4,7 @@ import { preparedQuery } from "../db/prepared";
 import { sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, forbidden, notFound, unauthorized } from "../errors";
-import { toDbTime, toIso } from "../lib/cursor";
+import { toDbTime, toIso } from "../lib/time";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
 import { forgiveAttempt, reserveLoginAttempt } from "./login-throttle";

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
 import { tooManyRequests } from "../errors";
-import { toDbTime } from "../lib/cursor";
+import { toDbTime } from "../lib/time";
 
 export const THROTTLE_WINDOW_SECONDS = 15 * 60;
 /** Attempts per email in one window before every further attempt is refused. */

@@ -5,7 +5,8 @@ import { queryRows, type Database } from "../db/client";
 import type { OrderStatus, UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
-import { decodeCursor, encodeCursor, timestampText, toIso, uuidText } from "../lib/cursor";
+import { decodeCursor, encodeCursor, timestampText, uuidText } from "../lib/cursor";
+import { toIso } from "../lib/time";
 import { sha256Hex } from "../lib/tokens";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
 

@@ -6,7 +6,8 @@ import { preparedQuery } from "../db/prepared";
 import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, notFound, sqlState } from "../errors";
-import { calendarTimestampText, decodeCursor, encodeCursor, toIso, uuidText } from "../lib/cursor";
+import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
+import { toIso } from "../lib/time";
 
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
 export type ProductSort = (typeof productSorts)[number];

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
-import { toDbTime } from "../lib/cursor";
+import { toDbTime } from "../lib/time";
 
 export const PRUNE_BATCH_SIZE = 5_000;
 

@@ -60,13 +60,13 @@ describe("the patched tRPC spread helper", () => {
     expect(Object.getPrototypeOf(patched)).toBe(Object.prototype);
     expect(Object.hasOwn(patched, "__proto__")).toBe(true);
     expect((patched as { polluted?: unknown }).polluted).toBeUndefined();
-    expect(patched.toString).toBe("own");
+    expect(patched.toString as unknown).toBe("own");
     expect(patched).toEqual({ ...source });
   });
 
   test("skips null and undefined and spreads strings by index", () => {
     expect(spread({ a: 1 }, null, {}, undefined)).toEqual({ a: 1 });
-    expect(spread({}, "ab")).toEqual({ ..."ab" });
+    expect(spread({}, "ab")).toEqual({ ...Object("ab") });
   });
 
   // Even positions hold the literal part of `{ ...a, k: v }`: its properties are defined as written.
