@@ -3,12 +3,12 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
-import { appRouter } from "./routers";
-import { bearerToken, clientAddressOf, type AppDeps } from "./trpc/context";
+import { answerSingleQuery } from "./trpc/query-fast-path";
+import { trpcHandlerOptions } from "./trpc/handler";
+import type { AppDeps } from "./trpc/context";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
-/** Calls per batched request; each login in a batch still counts against the throttle. */
-export const MAX_BATCH_SIZE = 64;
+export { MAX_BATCH_SIZE } from "./trpc/handler";
 const HEALTH_TIMEOUT_MS = 2000;
 
 type HostBindings = { socketAddress?: string };
@@ -66,33 +66,13 @@ export function createApp(deps: AppDeps) {
     }
   });
 
-  app.all("/trpc/*", (c) => {
-    const requestId = c.get("requestId");
-    return fetchRequestHandler({
-      endpoint: "/trpc",
+  app.all("/trpc/*", async (c) => {
+    const options = trpcHandlerOptions(deps, {
       req: c.req.raw,
-      router: appRouter,
-      maxBatchSize: MAX_BATCH_SIZE,
-      createContext: ({ resHeaders }) => ({
-        ...deps,
-        requestId,
-        resHeaders,
-        accessToken: bearerToken(c.req.header("authorization")),
-        clientAddress: clientAddressOf(c.req.raw.headers, c.env?.socketAddress, deps.env.TRUST_PROXY),
-      }),
-      responseMeta({ errors }) {
-        const retryAfter = errors
-          .map((e) => (e.cause as { details?: { retryAfterSeconds?: number } } | undefined)?.details?.retryAfterSeconds)
-          .find((s) => typeof s === "number");
-        return retryAfter ? { headers: { "retry-after": String(retryAfter) } } : {};
-      },
-      onError({ error, path }) {
-        // Only server faults are logged with detail; client errors are in the request log line.
-        if (error.code === "INTERNAL_SERVER_ERROR") {
-          deps.logger.error("procedure failed", { requestId, path, ...describeError(error.cause ?? error) });
-        }
-      },
+      requestId: c.get("requestId"),
+      socketAddress: c.env?.socketAddress,
     });
+    return (await answerSingleQuery(options)) ?? fetchRequestHandler(options);
   });
 
   app.notFound((c) => c.json({ error: { message: "Not found" } }, 404));

@@ -1,0 +1,166 @@
+// The single-query fast path (src/trpc/query-fast-path.ts) must answer byte for byte what tRPC's
+// fetch adapter answers, and must leave every other request to it. Each case below runs through
+// both with the same options and the same database state; queries do not write, so the second
+// run sees what the first saw.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
+import { createApp } from "../../src/app";
+import { createPgliteDatabase } from "../../src/db/client";
+import { createLogger } from "../../src/lib/logger";
+import type { AppDeps } from "../../src/trpc/context";
+import { trpcHandlerOptions } from "../../src/trpc/handler";
+import { answerSingleQuery } from "../../src/trpc/query-fast-path";
+import { createTestDeps, signUp, signUpAdmin } from "../support/app";
+import { getTestDatabase, resetDatabase } from "../support/db";
+
+const handle = await getTestDatabase();
+let deps: AppDeps;
+let customer: string;
+let admin: string;
+let productId: string;
+let orderId: string;
+const MISSING = "0190c6a2-7f3e-7a11-8b22-3c4d5e6f7a8b";
+
+beforeAll(async () => {
+  await resetDatabase(handle);
+  deps = createTestDeps(handle.db);
+  const a = await signUpAdmin(deps);
+  admin = a.accessToken;
+  const c = await signUp(deps);
+  customer = c.accessToken;
+  for (const [name, price, stock] of [
+    ["Lamp", "19.90", 3],
+    ["Chair", "49.00", 0],
+    ["Desk", "199.99", 12],
+  ] as const) {
+    const p = await a.caller.products.create({ name, price, stock });
+    productId ??= p.id;
+  }
+  orderId = (await c.caller.orders.create({ items: [{ productId, quantity: 1 }] })).id;
+});
+
+const q = (input: unknown) => `?input=${encodeURIComponent(JSON.stringify(input))}`;
+
+function request(path: string, init: { token?: string; headers?: Record<string, string>; method?: string; body?: string } = {}) {
+  const headers = new Headers({ "x-request-id": "equivalence-check", ...init.headers });
+  if (init.token) headers.set("authorization", `Bearer ${init.token}`);
+  return new Request(`http://localhost/trpc/${path}`, { method: init.method ?? "GET", headers, body: init.body });
+}
+
+async function snapshot(res: Response) {
+  return { status: res.status, headers: [...res.headers.entries()], body: await res.text() };
+}
+
+async function bothWays(make: () => Request, using: AppDeps = deps) {
+  const options = (req: Request) => trpcHandlerOptions(using, { req, requestId: "equivalence-check", socketAddress: "203.0.113.7" });
+  const fast = await answerSingleQuery(options(make()));
+  const adapter = await fetchRequestHandler(options(make()));
+  return { fast: fast && (await snapshot(fast)), adapter: await snapshot(adapter) };
+}
+
+describe("query fast path: the same answer as tRPC's fetch adapter", () => {
+  const cases: Array<[string, () => Request]> = [
+    ["products.list without input", () => request("products.list")],
+    ["products.list with an empty input", () => request("products.list?input=")],
+    ["products.list first page", () => request(`products.list${q({ limit: 2 })}`)],
+    ["products.list by price with filters", () => request(`products.list${q({ sort: "price_asc", minPrice: "10", inStock: true })}`)],
+    ["products.list search", () => request(`products.list${q({ search: "am" })}`)],
+    ["products.list input null", () => request("products.list?input=null")],
+    ["products.list limit 0", () => request(`products.list${q({ limit: 0 })}`)],
+    ["products.list exponent price", () => request(`products.list${q({ minPrice: "1e5" })}`)],
+    ["products.list garbage cursor", () => request(`products.list${q({ cursor: "not-a-cursor" })}`)],
+    ["products.list unknown sort", () => request(`products.list${q({ sort: "random" })}`)],
+    ["products.list an array", () => request(`products.list${q([1, 2])}`)],
+    ["products.byId", () => request(`products.byId${q({ id: productId })}`)],
+    ["products.byId upper-case id", () => request(`products.byId${q({ id: productId.toUpperCase() })}`)],
+    ["products.byId not found", () => request(`products.byId${q({ id: MISSING })}`)],
+    ["products.byId malformed id", () => request(`products.byId${q({ id: "42" })}`)],
+    ["products.byId no input", () => request("products.byId")],
+    ["products.byId with a token", () => request(`products.byId${q({ id: productId })}`, { token: customer })],
+    ["inventory.get", () => request(`inventory.get${q({ productId })}`)],
+    ["inventory.get not found", () => request(`inventory.get${q({ productId: MISSING })}`)],
+    ["inventory.lowStock anonymous", () => request("inventory.lowStock")],
+    ["inventory.lowStock customer", () => request("inventory.lowStock", { token: customer })],
+    ["inventory.lowStock admin", () => request(`inventory.lowStock${q({ threshold: 5 })}`, { token: admin })],
+    ["auth.me anonymous", () => request("auth.me")],
+    ["auth.me garbage token", () => request("auth.me", { token: "not.a.jwt" })],
+    ["auth.me", () => request("auth.me", { token: customer })],
+    ["auth.sessions", () => request("auth.sessions", { token: customer })],
+    ["orders.list customer", () => request("orders.list", { token: customer })],
+    ["orders.list admin filtered", () => request(`orders.list${q({ status: "pending", limit: 5 })}`, { token: admin })],
+    ["orders.byId owner", () => request(`orders.byId${q({ id: orderId })}`, { token: customer })],
+    ["orders.byId someone else's", () => request(`orders.byId${q({ id: MISSING })}`, { token: customer })],
+    ["a header that has nothing to do with tRPC", () => request("products.list", { headers: { accept: "application/json" } })],
+  ];
+
+  test.each(cases)("%s", async (_, make) => {
+    const { fast, adapter } = await bothWays(make);
+    expect(fast).not.toBeNull();
+    expect(fast).toEqual(adapter);
+  });
+
+  test("a database failure: the same 500, and the failure logged once by each", async () => {
+    const closed = await createPgliteDatabase(undefined);
+    await closed.close();
+    const lines: string[] = [];
+    const broken = { ...createTestDeps(closed.db), logger: createLogger("info", (line) => lines.push(line)) };
+    const { fast, adapter } = await bothWays(() => request(`products.byId${q({ id: productId })}`), broken);
+    expect(fast).toEqual(adapter);
+    expect(adapter.status).toBe(500);
+    expect(adapter.body).toContain("request id equivalence-check");
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; path?: string });
+    expect(logged.map((l) => [l.msg, l.path])).toEqual([
+      ["procedure failed", "products.byId"],
+      ["procedure failed", "products.byId"],
+    ]);
+  });
+
+  test("the cases cover every query procedure of the router", async () => {
+    const { appRouter } = await import("../../src/routers");
+    const queries = Object.entries(appRouter._def.procedures as unknown as Record<string, { _def: { type: string } }>)
+      .filter(([, p]) => p._def.type === "query")
+      .map(([path]) => path)
+      .sort();
+    const covered = [...new Set(cases.map(([, make]) => new URL(make().url).pathname.slice("/trpc/".length)))].sort();
+    expect(covered).toEqual(queries);
+  });
+});
+
+describe("query fast path: everything else goes to tRPC's fetch adapter", () => {
+  const passed: Array<[string, () => Request]> = [
+    ["a mutation over POST", () => request("auth.login", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })],
+    ["a mutation over GET (405 comes from the adapter)", () => request("auth.login")],
+    ["a query over POST", () => request("products.list", { method: "POST", body: "" })],
+    ["a batch", () => request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`)],
+    ["batch=1 with one call", () => request(`products.list?batch=1&input=${encodeURIComponent("{}")}`)],
+    ["an unknown procedure", () => request("products.nothing")],
+    ["a percent-encoded path", () => request("products%2Elist")],
+    ["a trailing slash", () => request("products.list/")],
+    ["input that is not JSON", () => request("products.list?input=%7Bnope")],
+    ["another query parameter", () => request("products.list?input=%7B%7D&extra=1")],
+    ["input given twice", () => request("products.list?input=%7B%7D&input=%7B%7D")],
+    ["a content type on a GET", () => request("products.list", { headers: { "content-type": "application/json" } })],
+    ["a streaming client (trpc-accept)", () => request("products.list", { headers: { "trpc-accept": "application/jsonl" } })],
+    ["a streaming client (accept)", () => request("products.list", { headers: { accept: "application/jsonl" } })],
+    ["HEAD", () => request("products.list", { method: "HEAD" })],
+  ];
+
+  test.each(passed)("%s", async (_, make) => {
+    const { fast, adapter } = await bothWays(make);
+    expect(fast).toBeNull();
+    expect(adapter.status).toBeGreaterThan(0);
+  });
+
+  test("through the app, a passed-on request still gets the adapter's answer", async () => {
+    const app = createApp(deps);
+    const res = await app.fetch(request("auth.login"), { socketAddress: "203.0.113.7" });
+    expect(res.status).toBe(405);
+    const batch = await app.fetch(request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`), {
+      socketAddress: "203.0.113.7",
+    });
+    expect(batch.status).toBe(207);
+    const body = (await batch.json()) as Array<{ result?: unknown; error?: { data: { code: string } } }>;
+    expect(body[0].result).toBeDefined();
+    expect(body[1].error?.data.code).toBe("NOT_FOUND");
+  });
+});
