@@ -41,8 +41,9 @@ export async function answerSingleQuery<TRouter extends AnyTRPCRouter>(
 
   const config = router._def._config;
   if (config.pathSeparator !== undefined && config.pathSeparator !== ".") return null;
-  const procedure = (router._def.procedures as Record<string, { _def: { type: string } } | undefined>)[path];
-  if (!procedure || procedure._def.type !== "query") return null;
+  const procedures = router._def.procedures as Record<string, { _def: { type: string } } | undefined>;
+  const procedure = Object.hasOwn(procedures, path) ? procedures[path] : undefined;
+  if (procedure?._def?.type !== "query") return null;
 
   let input: unknown;
   if (queryStart >= 0) {
