@@ -106,7 +106,7 @@ export const ORDER_CREATE = `
       select total from verdict where found = $3::int and ok and total <= $4::numeric
     ),
     upd as (
-      update products p set stock = p.stock - l.quantity, updated_at = (now() at time zone 'utc')
+      update products p set stock = l.stock - l.quantity, updated_at = (now() at time zone 'utc')
         from locked l
        where p.id = l.id and exists (select 1 from good) 
       returning p.id

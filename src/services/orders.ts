@@ -138,6 +138,12 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
         ),`;
   const keyClaimed = key === undefined ? sql`` : sql`and exists (select 1 from claimed)`;
 
+  // `upd` takes the new stock from the locked row (l.stock), not from p: under READ COMMITTED
+  // the UPDATE reads p as of the statement's snapshot, which is older than the version FOR UPDATE
+  // locked when another transaction changed the row in between. Postgres checks the stock CHECK
+  // on the tuple computed from that old version before it notices the concurrent update and
+  // re-reads the row, so p.stock - l.quantity could be refused (23514) although the current
+  // stock was enough. l.stock is the current stock, and the lock keeps it so until commit.
   const statement = sql`
     with input as (
       select * from unnest(${arrayLiteral(lines.map((l) => l.productId))}::uuid[],
@@ -160,7 +166,7 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
     ),
     ${keyStep}
     upd as (
-      update products p set stock = p.stock - l.quantity, updated_at = ${utcNow}
+      update products p set stock = l.stock - l.quantity, updated_at = ${utcNow}
         from locked l
        where p.id = l.id and exists (select 1 from good) ${keyClaimed}
       returning p.id
@@ -183,21 +189,14 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
       from verdict v`;
 
   let row: CreateRow | undefined;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      [row] = await queryRows<CreateRow & Record<string, unknown>>(db, statement);
-      break;
-    } catch (error) {
-      // Defence in depth: the statement checks the total first, but an overflow must never be a 500.
-      if (sqlState(error) === "22003") throw badRequest(TOTAL_TOO_LARGE);
-      // Under concurrent plain UPDATEs of the same rows (inventory.adjust), the verdict can rest on
-      // a stock value that the statement's own UPDATE then finds lower (seen on Postgres 15 under
-      // the random-mix test). The stock CHECK refuses the write, the statement rolls back whole,
-      // and a retry decides again on a fresh snapshot. Nothing is oversold either way.
-      if (sqlState(error) === "23514" && attempt < MAX_CREATE_ATTEMPTS) continue;
-      if (sqlState(error) === "23514") throw await stockConflict(db, lines);
-      throw error;
-    }
+  try {
+    [row] = await queryRows<CreateRow & Record<string, unknown>>(db, statement);
+  } catch (error) {
+    // Defence in depth: the statement checks the total and the stock first, but an overflow or
+    // the stock CHECK must never reach the client as a 500. Either way nothing was written.
+    if (sqlState(error) === "22003") throw badRequest(TOTAL_TOO_LARGE);
+    if (sqlState(error) === "23514") throw await stockConflict(db, lines);
+    throw error;
   }
   if (!row) throw new Error("orders.create returned no verdict row");
   if (row.order != null) return toOrder(fromJson<OrderJson>(row.order));
@@ -224,8 +223,6 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
   }
   throw failure ?? conflict("This idempotencyKey is in use by another request: retry it");
 }
-
-const MAX_CREATE_ATTEMPTS = 5;
 
 /** CONFLICT naming the lines that are short right now (after the stock CHECK refused a write). */
 async function stockConflict(db: Database, lines: { productId: string; quantity: number }[]): Promise<DomainError> {

@@ -71,6 +71,41 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     expect(sold.n).toBe(50);
   }, RACE_TIMEOUT_MS);
 
+  // The order statement's snapshot is taken before it waits for the row lock; a stock increase
+  // committed while it waits is what it must sell from. Computing the new stock from the
+  // snapshot's row (1 - 3) instead of the locked one (6 - 3) trips the stock CHECK and refuses
+  // an order the stock covers.
+  test("an order that waited on a stock increase sells from the increased stock", async () => {
+    const { list } = await customers(1);
+    const [p] = await createProducts({ price: "2.50", stock: 1 });
+    let locked!: () => void;
+    let release!: () => void;
+    const rowLocked = new Promise<void>((resolve) => (locked = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const increase = db.transaction(async (tx) => {
+      await tx.execute(sql`update products set stock = stock + 5 where id = ${p.id}`);
+      locked();
+      await released;
+    });
+    await rowLocked;
+    const order = settle(list[0].caller.orders.create({ items: [{ productId: p.id, quantity: 3 }] }));
+    // Wait until the order statement is blocked on the row lock, i.e. its snapshot predates the increase.
+    for (let i = 0; ; i++) {
+      const [waiting] = await queryRows<{ n: number }>(
+        db,
+        sql`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%for update of p%'`,
+      );
+      if (waiting.n > 0) break;
+      if (i > 200) throw new Error("the order never waited for the row lock");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    release();
+    await increase;
+    const outcome = await order;
+    expect(outcome.ok ? "placed" : outcome.code).toBe("placed");
+    expect(await stocksOfProducts([p.id])).toEqual({ [p.id]: 3 });
+  }, RACE_TIMEOUT_MS);
+
   test("multi-line orders with lines in opposite orders do not deadlock", async () => {
     const { list } = await customers(4);
     const [a, b, c] = await createProducts({ price: "1.00", stock: 10_000 }, { price: "2.00", stock: 10_000 }, { price: "3.00", stock: 10_000 });
