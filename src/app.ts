@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
 import { answerSingleQuery } from "./trpc/query-fast-path";
-import { trpcHandlerOptions } from "./trpc/handler";
+import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
 import type { AppDeps } from "./trpc/context";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -66,7 +66,7 @@ export function createApp(deps: AppDeps) {
     }
   });
 
-  app.all("/trpc/*", async (c) => {
+  app.all(`${TRPC_ENDPOINT}/*`, async (c) => {
     const options = trpcHandlerOptions(deps, {
       req: c.req.raw,
       requestId: c.get("requestId"),

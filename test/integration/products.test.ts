@@ -4,7 +4,7 @@ import { eq, sql } from "drizzle-orm";
 import { orderItems, orders, products } from "../../src/db/schema";
 import { queryRows } from "../../src/db/client";
 import { buildListProductsQuery, encodeProductCursor, productSorts, type ProductSort } from "../../src/services/products";
-import { callHttp, callerFor, createTestDeps, errorCodeOf, signUp, signUpAdmin, stringsIn } from "../support/app";
+import { callHttp, callerFor, createTestDeps, errorCodeOf, signUp, signUpAdmin, expectBadInputRefused } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 const handle = await getTestDatabase();
@@ -445,9 +445,7 @@ describe("products: bad input is BAD_REQUEST, never 500, and never echoed", () =
     async (procedure, _label, kind, input) => {
       const admin = await signUpAdmin(deps());
       const res = await callHttp(deps(), procedure, kind, input, { token: admin.accessToken });
-      expect(res.error?.code).toBe("BAD_REQUEST");
-      expect(res.status).toBe(400);
-      for (const s of stringsIn(input)) expect(res.error!.message).not.toContain(s);
+      expectBadInputRefused(res, input);
       if (typeof input === "object" && input && !Array.isArray(input)) {
         // Decoded cursors are values too: they must not come back either.
         expect(res.error!.message).not.toContain("2026-13-45");

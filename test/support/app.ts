@@ -1,3 +1,4 @@
+import { expect } from "bun:test";
 import type { Database } from "../../src/db/client";
 import { parseEnv, type Env } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
@@ -111,6 +112,13 @@ export async function callHttp(
     };
   }
   return { status: res.status, data: body.result?.data };
+}
+
+/** A call refused as bad input: 400 BAD_REQUEST, and no string of the input echoed in the message. */
+export function expectBadInputRefused(res: { status: number; error?: TrpcHttpError }, input: unknown): void {
+  expect(res.error?.code).toBe("BAD_REQUEST");
+  expect(res.status).toBe(400);
+  for (const s of stringsIn(input)) expect(res.error!.message).not.toContain(s);
 }
 
 /** Every string of two characters or more inside an input: what an error message must not echo. */
