@@ -5,7 +5,7 @@ import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
 import { answerSingleQuery } from "./trpc/query-fast-path";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
-import type { AppDeps } from "./trpc/context";
+import type { AppDeps } from "./deps";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 export { MAX_BATCH_SIZE } from "./trpc/handler";

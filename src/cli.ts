@@ -1,10 +1,10 @@
 // `bun run db:migrate`, `bun run db:seed [--dev]`, `bun run job <name>`.
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { runMigrations, applyStatementTimeout } from "./db/migrate";
+import { createDeps } from "./deps";
 import { seedAdmin, seedCatalog, seedDevData } from "./db/seed";
 import { parseEnvOrExit } from "./env";
 import { createLogger } from "./lib/logger";
-import { createTokenConfig } from "./lib/tokens";
 
 const USAGE = "usage: cli.ts migrate | seed [--dev] | job <name>";
 
@@ -37,8 +37,8 @@ async function main(argv: string[]): Promise<number> {
         const name = rest[0];
         await prepareDatabase(handle, { ...env, SEED: false }, logger);
         const { runJobByName } = await import("./jobs");
-        const tokens = createTokenConfig(await resolveJwtSecret(env), env.SESSION_TTL_SECONDS);
-        const report = await runJobByName(name, { db: handle.db, env, logger, tokens, clock: () => new Date(), handle });
+        const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger });
+        const report = await runJobByName(name, deps);
         console.log(JSON.stringify(report));
         return report.ok ? 0 : 1;
       }

@@ -1,9 +1,9 @@
 // The Bun host: validate env, migrate, bootstrap, serve; stop gracefully on SIGTERM/SIGINT.
 import { createApp } from "./app";
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
+import { createDeps } from "./deps";
 import { parseEnvOrExit } from "./env";
 import { createLogger, describeError } from "./lib/logger";
-import { createTokenConfig } from "./lib/tokens";
 import { startScheduler } from "./jobs/scheduler";
 
 async function main() {
@@ -18,11 +18,10 @@ async function main() {
     await handle.close().catch(() => {});
     process.exit(1);
   }
-  const tokens = createTokenConfig(await resolveJwtSecret(env), env.SESSION_TTL_SECONDS);
-  const deps = { db: handle.db, env, logger, tokens, clock: () => new Date() };
+  const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger });
   const app = createApp(deps);
 
-  const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
+  const stopJobs = env.JOBS ? startScheduler(deps) : undefined;
 
   let server;
   try {

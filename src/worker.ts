@@ -6,9 +6,8 @@ import { createApp } from "./app";
 import { createPostgresDatabase, type DatabaseHandle } from "./db/client";
 import { EnvError, parseEnv, type Env } from "./env";
 import { runScheduledJob } from "./jobs/dispatch";
-import { createLogger, describeError } from "./lib/logger";
-import { createTokenConfig } from "./lib/tokens";
-import type { AppDeps } from "./trpc/context";
+import { describeError } from "./lib/logger";
+import { createDeps } from "./deps";
 
 // The few Workers runtime types used here; @cloudflare/workers-types would redeclare the DOM
 // globals that bun-types already declares.
@@ -62,14 +61,7 @@ async function openInvocation(env: ReturnType<typeof parseWorkerEnv>) {
     poolMax: Math.min(env.DATABASE_POOL_MAX, MAX_CONNECTIONS_PER_INVOCATION),
     prepare: env.DATABASE_PREPARE,
   });
-  const deps: AppDeps = {
-    db: handle.db,
-    env,
-    logger: createLogger(env.LOG_LEVEL),
-    tokens: createTokenConfig(env.JWT_SECRET, env.SESSION_TTL_SECONDS),
-    clock: () => new Date(),
-  };
-  return { handle, deps };
+  return { handle, deps: createDeps(env, handle) };
 }
 
 function configError(error: unknown): Response {
@@ -127,7 +119,7 @@ export default {
     }
     const { handle, deps } = await openInvocation(env);
     try {
-      const report = await runScheduledJob(controller.cron, { ...deps, handle }, new Date(controller.scheduledTime));
+      const report = await runScheduledJob(controller.cron, deps, new Date(controller.scheduledTime));
       deps.logger[report.ok ? "info" : "error"]("scheduled job finished", { cron: controller.cron, ...report });
     } catch (error) {
       deps.logger.error("scheduled job failed", { cron: controller.cron, ...describeError(error) });

@@ -6,7 +6,8 @@ import { cronMatches, floorToMinute } from "./cron";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
 import { claimJobRun, describeHost, finishJobRun } from "./runs";
-import { jobSchedule, type JobDeps, type JobName, type JobReport } from "./types";
+import type { JobDeps } from "../deps";
+import { jobSchedule, type JobName, type JobReport } from "./types";
 
 export type JobRunner = (deps: JobDeps) => Promise<JobReport>;
 

@@ -2,10 +2,8 @@
 // on demand so that nothing here drags node:fs or child_process into a Worker bundle that only
 // imports ./dispatch.
 import { edgeRunners, runReported, type JobRunner } from "./dispatch";
-import { isJobName, jobNames, type JobDeps, type JobName, type JobReport } from "./types";
-
-export type { JobDeps, JobReport } from "./types";
-export { runScheduledJob, jobForCron } from "./dispatch";
+import type { JobDeps } from "../deps";
+import { isJobName, jobNames, type JobName, type JobReport } from "./types";
 
 /** The runner of any job, backups included (Bun host and CLI only). */
 export async function loadRunner(name: JobName): Promise<JobRunner> {

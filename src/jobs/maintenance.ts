@@ -1,7 +1,8 @@
 import { sql } from "drizzle-orm";
 import { queryRows, type DatabaseHandle } from "../db/client";
 import { describeError } from "../lib/logger";
-import type { JobDeps, JobReport } from "./types";
+import type { JobDeps } from "../deps";
+import type { JobReport } from "./types";
 
 /** The design's tables, in its creation order. */
 export const MAINTAINED_TABLES = ["users", "products", "orders", "order_items", "sessions"] as const;

@@ -1,6 +1,7 @@
 import { pruneExpiredThrottles } from "../services/login-throttle";
 import { PRUNE_BATCH_SIZE, pruneExpiredSessions, pruneOldJobRuns } from "../services/sessions";
-import type { JobDeps, JobReport } from "./types";
+import type { JobDeps } from "../deps";
+import type { JobReport } from "./types";
 
 export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SIZE): Promise<JobReport> {
   const now = deps.clock();

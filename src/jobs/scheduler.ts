@@ -4,9 +4,9 @@ import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute, parseCron } from "./cron";
 import { describeHost, runClaimed, type ClaimedRun } from "./dispatch";
 import { loadRunner } from "./index";
-import { jobSchedule, type JobDefinition, type JobDeps } from "./types";
+import type { JobDeps } from "../deps";
+import { jobSchedule, type JobDefinition } from "./types";
 
-export type { JobDeps } from "./types";
 
 /** A host that was asleep (suspended laptop, long GC) catches up at most this many minutes. */
 const MAX_CATCH_UP_MINUTES = 5;

@@ -1,9 +1,3 @@
-import type { DatabaseHandle } from "../db/client";
-import type { AppDeps } from "../trpc/context";
-
-export interface JobDeps extends AppDeps {
-  handle: DatabaseHandle;
-}
 
 export interface JobReport {
   job: string;

@@ -1,17 +1,4 @@
-import type { Database } from "../db/client";
-import type { Env } from "../env";
-import type { Logger } from "../lib/logger";
-import type { TokenConfig } from "../lib/tokens";
-
-/** What the app is built from: one per process (Bun) or per request (Worker). */
-export interface AppDeps {
-  db: Database;
-  env: Env;
-  logger: Logger;
-  tokens: TokenConfig;
-  /** The current time; tests drive it to cross the throttle window without sleeping. */
-  clock: () => Date;
-}
+import type { AppDeps } from "../deps";
 
 export interface Context extends AppDeps {
   requestId: string;

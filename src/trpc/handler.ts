@@ -1,7 +1,8 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { describeError } from "../lib/logger";
 import { appRouter, type AppRouter } from "../routers";
-import { bearerToken, clientAddressOf, type AppDeps } from "./context";
+import type { AppDeps } from "../deps";
+import { bearerToken, clientAddressOf } from "./context";
 
 export const TRPC_ENDPOINT = "/trpc";
 /** Calls per batched request; each login in a batch still counts against the throttle. */

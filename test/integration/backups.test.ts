@@ -9,7 +9,7 @@ import { runJobByName } from "../../src/jobs";
 import { runBackupFull, runBackupIncremental, runRestoreVerify } from "../../src/jobs/backup";
 import { dropScratch } from "../../src/jobs/backup/postgres";
 import { applyRetention, backupId, listManifests, writeManifest, type Manifest } from "../../src/jobs/backup/store";
-import type { JobDeps } from "../../src/jobs/types";
+import type { JobDeps } from "../../src/deps";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase, withDatabaseName } from "../support/db";
 
@@ -28,8 +28,7 @@ const DAY = 86_400_000;
 setDefaultTimeout(120_000);
 
 function depsFor(handle: DatabaseHandle, env: Partial<JobDeps["env"]>, clock = createTestClock()): JobDeps {
-  const base = createTestDeps(handle.db, { clock });
-  return { ...base, env: { ...base.env, ...env }, handle };
+  return createTestDeps(handle, { clock, env });
 }
 
 /** A little of everything: users, products, orders with items, sessions, throttle rows, idempotency keys. */

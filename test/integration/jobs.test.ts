@@ -7,7 +7,8 @@ import { runJobByName } from "../../src/jobs";
 import { runMaintenance } from "../../src/jobs/maintenance";
 import { runPruneSessions } from "../../src/jobs/prune-sessions";
 import { createScheduler } from "../../src/jobs/scheduler";
-import { jobSchedule, type JobDeps } from "../../src/jobs/types";
+import type { JobDeps } from "../../src/deps";
+import { jobSchedule } from "../../src/jobs/types";
 import { createLogger } from "../../src/lib/logger";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase } from "../support/db";
@@ -22,7 +23,7 @@ const NOW = new Date("2026-11-25T10:15:00.000Z");
 const dbTime = (d: Date) => d.toISOString().replace("T", " ").replace("Z", "");
 
 function jobDeps(overrides: Partial<JobDeps> = {}): JobDeps {
-  return { ...createTestDeps(handle.db, { clock: createTestClock(NOW) }), handle, ...overrides };
+  return { ...createTestDeps(handle, { clock: createTestClock(NOW) }), ...overrides };
 }
 
 async function insertUser(email = `u-${crypto.randomUUID()}@example.com`): Promise<string> {

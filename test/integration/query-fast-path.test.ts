@@ -7,7 +7,7 @@ import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
 import { createApp } from "../../src/app";
 import { createPgliteDatabase } from "../../src/db/client";
 import { createLogger } from "../../src/lib/logger";
-import type { AppDeps } from "../../src/trpc/context";
+import type { AppDeps } from "../../src/deps";
 import { trpcHandlerOptions } from "../../src/trpc/handler";
 import { answerSingleQuery } from "../../src/trpc/query-fast-path";
 import { createTestDeps, signUp, signUpAdmin } from "../support/app";

@@ -1,11 +1,11 @@
 import { expect } from "bun:test";
-import type { Database } from "../../src/db/client";
+import type { Database, DatabaseHandle } from "../../src/db/client";
 import { parseEnv, type Env } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
-import { createTokenConfig } from "../../src/lib/tokens";
 import { appRouter } from "../../src/routers";
 import { createApp } from "../../src/app";
-import type { AppDeps } from "../../src/trpc/context";
+import { createDeps, type AppDeps, type JobDeps } from "../../src/deps";
+import { onPostgres } from "./db";
 import { createCallerFactory } from "../../src/trpc/init";
 import { products, users } from "../../src/db/schema";
 import { eq, inArray } from "drizzle-orm";
@@ -25,15 +25,25 @@ export function createTestClock(start = new Date()) {
   return clock;
 }
 
-export function createTestDeps(db: Database, overrides: Partial<AppDeps> & { env?: Partial<Env> } = {}): AppDeps {
+/**
+ * The app's deps through the same createDeps as every entry point, quiet and with a fixed secret.
+ * Given only a Database (most tests), the handle is a stand-in that the app never uses; the jobs
+ * need the real handle, so job tests pass that.
+ */
+export function createTestDeps(
+  dbOrHandle: Database | DatabaseHandle,
+  overrides: Partial<Omit<AppDeps, "env">> & { env?: Partial<Env> } = {},
+): JobDeps {
   const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET }), ...overrides.env };
-  return {
-    db,
-    env,
-    logger: silentLogger,
-    tokens: overrides.tokens ?? createTokenConfig(TEST_JWT_SECRET, env.SESSION_TTL_SECONDS),
-    clock: overrides.clock ?? (() => new Date()),
-  };
+  const handle: DatabaseHandle = isHandle(dbOrHandle)
+    ? dbOrHandle
+    : { db: dbOrHandle, kind: onPostgres ? "postgres" : "pglite", close: async () => {} };
+  const deps = createDeps(env, handle, { logger: overrides.logger ?? silentLogger, clock: overrides.clock });
+  return { ...deps, ...(overrides.tokens ? { tokens: overrides.tokens } : {}) };
+}
+
+function isHandle(x: Database | DatabaseHandle): x is DatabaseHandle {
+  return "kind" in x && "close" in x && "db" in x;
 }
 
 const createCaller = createCallerFactory(appRouter);

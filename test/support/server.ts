@@ -6,7 +6,7 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createApp } from "../../src/app";
-import type { AppDeps } from "../../src/trpc/context";
+import type { AppDeps } from "../../src/deps";
 import { TEST_JWT_SECRET } from "./app";
 import { getTestDatabase, onPostgres, prepareStatements } from "./db";
 

@@ -1,7 +1,8 @@
 // The backup jobs (Bun host only): full, incremental, restore-verify, each followed by the
 // retention sweep. Postgres when DATABASE_URL is set, the embedded PGlite otherwise.
 import { describeError } from "../../lib/logger";
-import type { JobDeps, JobReport } from "../types";
+import type { JobDeps } from "../../deps";
+import type { JobReport } from "../types";
 import { restorePgliteBackup, takePgliteBackup } from "./pglite";
 import { dropScratch, restoreChain, takeFullBackup, takeIncrementalBackup } from "./postgres";
 import { applyRetention, compareTables, ensureBackupDir, listManifests, newestChain, sha256File, type Manifest } from "./store";

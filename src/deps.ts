@@ -1,0 +1,44 @@
+// What the app, the jobs and the tests are built from, made in one place for every entry point.
+import type { Database, DatabaseHandle } from "./db/client";
+import type { Env } from "./env";
+import { createLogger, type Logger } from "./lib/logger";
+import { createTokenConfig, type TokenConfig } from "./lib/tokens";
+
+/** One per process (Bun host, CLI) or per invocation (Worker). */
+export interface AppDeps {
+  db: Database;
+  env: Env;
+  logger: Logger;
+  tokens: TokenConfig;
+  /** The current time; tests drive it to cross the throttle window without sleeping. */
+  clock: () => Date;
+}
+
+/** The jobs also need the handle: the backups reach the engine (pg_dump URL, PGlite's dump). */
+export interface JobDeps extends AppDeps {
+  handle: DatabaseHandle;
+}
+
+export interface DepsOverrides {
+  /** The embedded default's secret is generated and kept under DATA_DIR (bootstrap.resolveJwtSecret). */
+  jwtSecret?: string;
+  logger?: Logger;
+  clock?: () => Date;
+}
+
+/**
+ * The one way dependencies are handed down. Runtime-neutral (no node:fs), so the Worker uses it too;
+ * env has been validated by the entry point that calls this.
+ */
+export function createDeps(env: Env, handle: DatabaseHandle, overrides: DepsOverrides = {}): JobDeps {
+  const secret = overrides.jwtSecret ?? env.JWT_SECRET;
+  if (!secret) throw new Error("createDeps: JWT_SECRET is required (the embedded default resolves one first)");
+  return {
+    db: handle.db,
+    env,
+    handle,
+    logger: overrides.logger ?? createLogger(env.LOG_LEVEL),
+    tokens: createTokenConfig(secret, env.SESSION_TTL_SECONDS),
+    clock: overrides.clock ?? (() => new Date()),
+  };
+}
