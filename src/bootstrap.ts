@@ -3,10 +3,11 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { count } from "drizzle-orm";
-import { createPgliteDatabase, createPostgresDatabase, type DatabaseHandle } from "./db/client";
+import { createPgliteDatabase, createPostgresDatabase, type Database, type DatabaseHandle } from "./db/client";
 import { applyStatementTimeout, runMigrations } from "./db/migrate";
 import { products } from "./db/schema";
-import { seedAdmin, seedCatalog } from "./db/seed";
+import { seedCatalog } from "./db/seed";
+import { ensureAdmin } from "./services/auth";
 import type { Env } from "./env";
 import type { Logger } from "./lib/logger";
 
@@ -35,6 +36,12 @@ export async function resolveJwtSecret(env: Env): Promise<string> {
   await mkdir(env.DATA_DIR, { recursive: true });
   await writeFile(file, `${secret}\n`, { mode: 0o600 });
   return secret;
+}
+
+/** The admin of ADMIN_EMAIL/ADMIN_PASSWORD, when both are set (start-up and `db:seed`). */
+export async function seedAdmin(db: Database, email: string | undefined, password: string | undefined) {
+  if (email && password) return ensureAdmin(db, email, password);
+  return undefined;
 }
 
 /** Migrates, enforces the statement timeout, makes sure the admin exists, seeds an empty catalog. */

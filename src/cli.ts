@@ -1,8 +1,8 @@
 // `bun run db:migrate`, `bun run db:seed [--dev]`, `bun run job <name>`.
-import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
+import { openDatabase, prepareDatabase, resolveJwtSecret, seedAdmin } from "./bootstrap";
 import { runMigrations, applyStatementTimeout } from "./db/migrate";
 import { createDeps } from "./deps";
-import { seedAdmin, seedCatalog, seedDevData } from "./db/seed";
+import { seedCatalog, seedDevData } from "./db/seed";
 import { parseEnvOrExit } from "./env";
 import { createLogger } from "./lib/logger";
 

@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { password } from "./lib/validation";
 
 /** Thrown when a variable is missing or malformed; the message names it and says what is wrong. */
 export class EnvError extends Error {
@@ -56,13 +57,7 @@ const EnvSchema = v.pipe(
     ),
     SESSION_TTL_SECONDS: integer("SESSION_TTL_SECONDS", 60, 31_536_000, 604_800),
     ADMIN_EMAIL: v.optional(v.pipe(v.string(), v.trim(), v.toLowerCase(), v.email("ADMIN_EMAIL must be an email address"))),
-    ADMIN_PASSWORD: v.optional(
-      v.pipe(
-        v.string(),
-        v.minLength(8, "ADMIN_PASSWORD must be 8 to 128 characters"),
-        v.maxLength(128, "ADMIN_PASSWORD must be 8 to 128 characters"),
-      ),
-    ),
+    ADMIN_PASSWORD: v.optional(password("ADMIN_PASSWORD")),
     SEED: v.optional(v.picklist(["true", "false", "1", "0"], "SEED must be true or false")),
     TRUST_PROXY: flag("TRUST_PROXY", false),
     JOBS: flag("JOBS", true),

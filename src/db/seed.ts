@@ -2,15 +2,14 @@ import { sql } from "drizzle-orm";
 import type { Database } from "./client";
 import { orderItems, orders, products, users } from "./schema";
 import { hashPassword } from "../lib/passwords";
-import { ensureAdmin } from "../services/auth";
+import { sha256Hex } from "../lib/tokens";
 
 /** Stable ids derived from a name, so every seed run targets the same rows (ON CONFLICT DO NOTHING). */
 async function stableId(namespace: string, name: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${namespace}:${name}`)));
-  digest[6] = (digest[6] & 0x0f) | 0x40; // version 4 layout
-  digest[8] = (digest[8] & 0x3f) | 0x80;
-  const hex = Buffer.from(digest.subarray(0, 16)).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  const hex = await sha256Hex(`${namespace}:${name}`);
+  // The version 4 layout: version nibble 4, variant bits 10.
+  const variant = ((Number.parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 export const CATALOG: ReadonlyArray<{ name: string; description: string; price: string; stock: number }> = [
@@ -103,9 +102,4 @@ export async function seedDevData(db: Database): Promise<{ users: number; orders
     }
   }
   return { users: insertedUsers.length, orders: orderCount };
-}
-
-export async function seedAdmin(db: Database, email: string | undefined, password: string | undefined) {
-  if (email && password) return ensureAdmin(db, email, password);
-  return undefined;
 }

@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { badRequest } from "../errors";
+import { DB_TIMESTAMP } from "./time";
 
 /**
  * Opaque keyset cursors: base64url of a JSON tuple. Decoding validates the tuple against the
@@ -22,9 +23,8 @@ export function decodeCursor<T extends v.GenericSchema>(cursor: string, schema: 
 }
 
 /** A database timestamp text as it appears in cursors ("2026-11-24 23:17:00.123456"). */
-export const timestampText = v.pipe(v.string(), v.regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$/));
+export const timestampText = v.pipe(v.string(), v.regex(DB_TIMESTAMP));
 export const uuidText = v.pipe(v.string(), v.uuid());
-
 
 /**
  * `timestampText` that is also a real calendar instant Postgres accepts ("2026-02-31" or month 13

@@ -2,7 +2,7 @@
 
 // Postgres's text for a TIMESTAMP (and the ISO form JSON functions give): whole seconds, then
 // 0 to 6 fraction digits with trailing zeros dropped.
-const DB_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?$/;
+export const DB_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?$/;
 
 /**
  * The design's TIMESTAMP columns hold UTC without a zone; the API speaks ISO-8601 with `Z` and

@@ -48,12 +48,19 @@ export const email = v.pipe(
   v.email("email must be a valid email address"),
 );
 
+export const PASSWORD_MIN_LENGTH = 8;
+export const PASSWORD_MAX_LENGTH = 128;
+
+/** The contract's password length, for API inputs and for ADMIN_PASSWORD alike. */
 export const password = (field = "password") =>
   v.pipe(
     v.string(`${field} must be a string`),
-    v.minLength(8, `${field} must be 8 to 128 characters`),
-    v.maxLength(128, `${field} must be 8 to 128 characters`),
+    v.minLength(PASSWORD_MIN_LENGTH, `${field} must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`),
+    v.maxLength(PASSWORD_MAX_LENGTH, `${field} must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`),
   );
+
+/** Postgres text cannot hold NUL: refuse it at the edge instead of failing in the database. */
+export const noNul = (field: string) => v.check((s: string) => !s.includes("\0"), `${field} must not contain NUL characters`);
 
 export const limit = v.optional(
   v.pipe(

@@ -1,6 +1,6 @@
 import * as v from "valibot";
 import { orderStatuses } from "../db/schema";
-import { boundedInt, cursor, limit, optionalInput, uuid } from "../lib/validation";
+import { boundedInt, cursor, limit, noNul, optionalInput, uuid } from "../lib/validation";
 import * as orders from "../services/orders";
 import { adminProcedure, protectedProcedure, router } from "../trpc/init";
 
@@ -20,8 +20,7 @@ const createInput = v.object({
       v.string("idempotencyKey must be a string"),
       v.minLength(1, "idempotencyKey must be 1 to 255 characters"),
       v.maxLength(255, "idempotencyKey must be 1 to 255 characters"),
-      // Postgres text cannot hold NUL; refuse it here instead of failing in the database.
-      v.regex(/^[^\u0000]*$/, "idempotencyKey must not contain NUL characters"),
+      noNul("idempotencyKey"),
     ),
   ),
 });

@@ -1,9 +1,8 @@
 import * as v from "valibot";
-import { boundedInt, limit, money, optionalInput, uuid } from "../lib/validation";
+import { boundedInt, limit, money, noNul, optionalInput, uuid } from "../lib/validation";
+import { MAX_STOCK } from "../services/inventory";
 import * as productService from "../services/products";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
-
-const noNul = (field: string) => v.check((s: string) => !s.includes("\0"), `${field} must not contain NUL characters`);
 
 const name = v.pipe(
   v.string("name must be a string"),
@@ -52,7 +51,7 @@ export const productsRouter = router({
         name,
         description: v.optional(description),
         price: money("price"),
-        stock: v.optional(boundedInt("stock", 0, 1_000_000_000), 0),
+        stock: v.optional(boundedInt("stock", 0, MAX_STOCK), 0),
       }),
     )
     .mutation(({ ctx, input }) => productService.createProduct(ctx.db, input)),

@@ -5,7 +5,7 @@ import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
-import type { Page } from "./products";
+import { toPage, type Page } from "../lib/page";
 
 /** The API's ceiling for a stock level (well inside the column's 32-bit integer). */
 export const MAX_STOCK = 1_000_000_000;
@@ -94,8 +94,5 @@ export async function listLowStock(db: Database, input: LowStockInput): Promise<
     .where(and(...conditions))
     .orderBy(asc(products.stock), asc(products.id))
     .limit(input.limit + 1);
-  const more = rows.length > input.limit;
-  const items = more ? rows.slice(0, input.limit) : rows;
-  const last = items[items.length - 1];
-  return { items, nextCursor: more && last ? encodeCursor(["low_stock", last.stock, last.productId]) : null };
+  return toPage(rows, input.limit, (last) => encodeCursor(["low_stock", last.stock, last.productId]), (row) => row);
 }

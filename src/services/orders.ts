@@ -1,5 +1,5 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { Page } from "../lib/page";
+import { toPage, type Page } from "../lib/page";
 import * as v from "valibot";
 import { queryRows, type Database } from "../db/client";
 import type { OrderStatus, UserRole } from "../db/schema";
@@ -25,7 +25,6 @@ export interface Order {
   updatedAt: string;
   items: OrderItem[];
 }
-export type { Page } from "../lib/page";
 /** Who is asking: customers reach only their own orders, admins every order. */
 export interface Actor {
   id: string;
@@ -275,13 +274,7 @@ export async function listOrders(db: Database, actor: Actor, input: ListOrdersIn
           from page order by page.created_at desc, page.id desc`,
   );
   const orders = rows.map((r) => fromJson<OrderJson>(r.order));
-  const more = orders.length > input.limit;
-  const pageRows = more ? orders.slice(0, input.limit) : orders;
-  const last = pageRows.at(-1);
-  return {
-    items: pageRows.map(toOrder),
-    nextCursor: more && last ? encodeCursor([last.createdAt, last.id]) : null,
-  };
+  return toPage(orders, input.limit, (last) => encodeCursor([last.createdAt, last.id]), toOrder);
 }
 
 /** Someone else's order is reported exactly like a missing one. */

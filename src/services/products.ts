@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm";
-import type { Page } from "../lib/page";
+import { toPage, type Page } from "../lib/page";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
@@ -8,6 +8,7 @@ import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, notFound, sqlState } from "../errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import { toIso } from "../lib/time";
+import { noNul } from "../lib/validation";
 
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
 export type ProductSort = (typeof productSorts)[number];
@@ -22,7 +23,6 @@ export interface Product {
   updatedAt: string;
 }
 
-export type { Page } from "../lib/page";
 
 export interface ListProductsInput {
   limit: number;
@@ -71,7 +71,7 @@ const priceText = v.pipe(v.string(), v.regex(/^\d{1,8}\.\d{2}$/));
 const nameText = v.pipe(
   v.string(),
   v.maxLength(255),
-  v.check((s) => !s.includes("\0")),
+  noNul("cursor"),
 );
 
 const productCursorSchema = v.union([
@@ -182,13 +182,7 @@ export async function listProducts(db: Database, input: ListProductsInput): Prom
   const rows = await preparedQuery(db, `products.list:${shape}`, () =>
     buildList(db, input.sort, input.inStock, params, (name) => sql.placeholder(name)),
   ).execute(params as unknown as Record<string, unknown>);
-  const more = rows.length > input.limit;
-  const items = more ? rows.slice(0, input.limit) : rows;
-  const last = items[items.length - 1];
-  return {
-    items: items.map(toProduct),
-    nextCursor: more && last ? encodeProductCursor(input.sort, last) : null,
-  };
+  return toPage(rows, input.limit, (last) => encodeProductCursor(input.sort, last), toProduct);
 }
 
 export async function getProduct(db: Database, id: string): Promise<Product> {
