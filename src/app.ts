@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
 import { answerSingleQuery } from "./trpc/query-fast-path";
+import { appRouter } from "./routers";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
 import type { AppDeps } from "./deps";
 
@@ -67,7 +68,7 @@ export function createApp(deps: AppDeps) {
   });
 
   app.all(`${TRPC_ENDPOINT}/*`, async (c) => {
-    const options = trpcHandlerOptions(deps, {
+    const options = trpcHandlerOptions(appRouter, deps, {
       req: c.req.raw,
       requestId: c.get("requestId"),
       socketAddress: c.env?.socketAddress,

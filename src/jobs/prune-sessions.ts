@@ -1,5 +1,6 @@
 import { pruneExpiredThrottles } from "../services/login-throttle";
-import { PRUNE_BATCH_SIZE, pruneExpiredSessions, pruneOldJobRuns } from "../services/sessions";
+import { PRUNE_BATCH_SIZE, pruneExpiredSessions } from "../services/sessions";
+import { pruneOldJobRuns } from "./runs";
 import type { JobDeps } from "../deps";
 import type { JobReport } from "./types";
 

@@ -1,7 +1,8 @@
-import { sql } from "drizzle-orm";
+import { and, isNotNull, lt, sql } from "drizzle-orm";
 import { queryRows, type Database } from "../db/client";
+import { jobRuns } from "../db/schema";
+import { utcNow } from "../db/schema/columns";
 import { toDbTime } from "../lib/time";
-
 
 /**
  * Claims (job, scheduledFor) for this host. The primary key lets exactly one of any number of
@@ -19,9 +20,19 @@ export async function claimJobRun(db: Database, job: string, scheduledFor: Date,
 
 export async function finishJobRun(db: Database, job: string, scheduledFor: Date, ok: boolean, report: unknown): Promise<void> {
   await db.execute(
-    sql`update job_runs set finished_at = (now() at time zone 'utc'), ok = ${ok}, report = ${JSON.stringify(report)}::jsonb
+    sql`update job_runs set finished_at = ${utcNow}, ok = ${ok}, report = ${JSON.stringify(report)}::jsonb
          where job = ${job} and scheduled_for = ${toDbTime(scheduledFor)}`,
   );
+}
+
+/** Claim rows of the scheduler older than `keepDays`: they only serve as a recent history. */
+export async function pruneOldJobRuns(db: Database, now: Date, keepDays = 90): Promise<number> {
+  const cutoff = toDbTime(new Date(now.getTime() - keepDays * 86_400_000));
+  const rows = await db
+    .delete(jobRuns)
+    .where(and(lt(jobRuns.startedAt, cutoff), isNotNull(jobRuns.finishedAt)))
+    .returning({ job: jobRuns.job });
+  return rows.length;
 }
 
 /** Who ran a job, for the claim row: the host name and process id (Worker: "worker"). */

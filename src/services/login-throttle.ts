@@ -1,6 +1,8 @@
-import { sql } from "drizzle-orm";
+import { lt, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { deleteInBatches } from "../db/batched-delete";
 import { queryRows } from "../db/client";
+import { loginThrottle } from "../db/schema";
 import { tooManyRequests } from "../errors";
 import { toDbTime } from "../lib/time";
 
@@ -51,16 +53,7 @@ export async function forgiveAttempt(db: Database, email: string, address: strin
 
 /** Drops counters whose window has passed; run by the prune-sessions job. */
 export async function pruneExpiredThrottles(db: Database, now: Date, batchSize: number): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const rows = await queryRows<{ key: string }>(
-      db,
-      sql`delete from login_throttle where key in (
-            select key from login_throttle where expires_at < ${toDbTime(now)} limit ${batchSize})
-          returning key`,
-    );
-    total += rows.length;
-    if (rows.length < batchSize) return total;
-  }
+  const { deleted } = await deleteInBatches(db, loginThrottle, loginThrottle.key, lt(loginThrottle.expiresAt, toDbTime(now)), batchSize);
+  return deleted;
 }
 

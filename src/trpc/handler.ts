@@ -1,6 +1,6 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { describeError } from "../lib/logger";
-import { appRouter, type AppRouter } from "../routers";
+import type { AppRouter } from "../routers";
 import type { AppDeps } from "../deps";
 import { bearerToken, clientAddressOf } from "./context";
 
@@ -10,9 +10,11 @@ export const MAX_BATCH_SIZE = 64;
 
 /**
  * How one HTTP request is served by tRPC: the context, the error log and the response headers.
- * Both the single-query fast path and tRPC's fetch adapter take exactly these options.
+ * Both the single-query fast path and tRPC's fetch adapter take exactly these options. The router
+ * is handed in by the app factory, so this layer does not import the routers it serves.
  */
 export function trpcHandlerOptions(
+  router: AppRouter,
   deps: AppDeps,
   request: { req: Request; requestId: string; socketAddress: string | undefined },
 ): FetchHandlerRequestOptions<AppRouter> {
@@ -20,7 +22,7 @@ export function trpcHandlerOptions(
   return {
     endpoint: TRPC_ENDPOINT,
     req,
-    router: appRouter,
+    router,
     maxBatchSize: MAX_BATCH_SIZE,
     createContext: ({ resHeaders }) => ({
       ...deps,
