@@ -4,7 +4,7 @@ export default defineConfig({
   dialect: "postgresql",
   schema: "./src/db/schema/index.ts",
   out: "./drizzle",
-  // Only `generate` needs this file; migrations are applied by `bun run db:migrate`,
+  // Only `generate` needs this file; migrations are applied by `npm run db:migrate`,
   // which works on both PGlite and Postgres.
   dbCredentials: { url: process.env.DATABASE_URL ?? "postgres://localhost/unused" },
 });

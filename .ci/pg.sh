@@ -47,7 +47,7 @@ shared_preload_libraries = 'pg_stat_statements'
 timezone = 'UTC'
 CONF
   run_as "$PG_BIN/pg_ctl -D '$dir/pgdata' -l '$dir/postgres.log' -w start >/dev/null"
-  # The pgbouncer.ini the README documents: the design's "min 10, max 100" connections.
+  # The pgbouncer.ini docs/operations.md documents: the design's "min 10, max 100" connections.
   sed -e "s|@DIR@|$dir|g" -e "s|@PGPORT@|$pgport|g" -e "s|@BPORT@|$bport|g" \
     "$(dirname "${BASH_SOURCE[0]}")/pgbouncer.ini" >"$dir/pgbouncer.ini"
   echo '"postgres" ""' >"$dir/userlist.txt"

@@ -7,7 +7,7 @@
 #
 #   .ci/worker.sh postgres://postgres@127.0.0.1:<pgbouncer port>/postgres
 #   (or WORKER_DATABASE_URL=...). A fresh database is created next to the one in the URL and
-#   migrated with `bun run db:migrate` and seeded with the sample catalog (the Worker itself
+#   migrated with `npm run db:migrate` and seeded with the sample catalog (the Worker itself
 #   never migrates).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,7 +4,7 @@
 // tool for the benchmark, not a test: it says how many microseconds each layer adds, which the
 // HTTP runs (bench/run.ts) can only show as one total.
 //
-//   bun bench/layers.ts [iterations]
+//   npm run bench:layers -- [iterations]
 import { drizzle } from "drizzle-orm/postgres-js";
 import { eq, sql } from "drizzle-orm";
 import * as schema from "../src/db/schema";

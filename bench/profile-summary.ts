@@ -1,8 +1,8 @@
-// Summarises a Bun/V8 .cpuprofile (bun run bench … --profile writes one for the service) by
+// Summarises a Bun/V8 .cpuprofile (npm run bench -- … --profile writes one for the service) by
 // sample count: where the service's CPU goes, grouped by package, and the top functions.
 // Samples are counted rather than timed, because the profile's time deltas fold idle gaps into
 // whichever frame was sampled next.
-//   bun bench/profile-summary.ts /tmp/bench-run-…/profile/CPU….cpuprofile
+//   npm run bench:profile-summary -- <run folder>/profile/CPU….cpuprofile
 import { readFileSync } from "node:fs";
 
 interface Node {
@@ -13,7 +13,7 @@ interface Node {
 
 const file = process.argv[2];
 if (!file) {
-  console.error("usage: bun bench/profile-summary.ts <file.cpuprofile>");
+  console.error("usage: npm run bench:profile-summary -- <file.cpuprofile>");
   process.exit(2);
 }
 const profile = JSON.parse(readFileSync(file, "utf8")) as { nodes: Node[]; samples: number[] };

@@ -1,4 +1,4 @@
-// bun run bench [scenario…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--no-pgbench]
+// npm run bench -- [scenario…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--no-pgbench]
 //
 // Measures the service against a raw baseline (bench/baseline.ts: same SQL, same checks, no
 // framework) and pgbench (the same SQL with no HTTP and no JS), in one run on one database.
@@ -62,7 +62,7 @@ function parseOptions(argv: string[]): Options {
   const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "help"]);
   for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
   if (flags.has("help")) {
-    console.log(`bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile]`);
+    console.log(`npm run bench -- [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile]`);
     process.exit(0);
   }
   for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);

@@ -1,5 +1,5 @@
 // A five-field cron matcher (minute hour day-of-month month day-of-week, UTC): numbers, `*`,
-// `*/n`, `a-b`, `a-b/n` and comma lists. Enough for the schedules in API.md; names (MON, JAN)
+// `*/n`, `a-b`, `a-b/n` and comma lists. Enough for the schedules in docs/operations.md; names (MON, JAN)
 // and `L`/`W`/`#` are refused rather than guessed.
 
 const FIELDS = [

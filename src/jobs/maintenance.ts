@@ -65,7 +65,7 @@ export async function runMaintenance(
     ordersPartitionThreshold: threshold,
   };
   if (ordersRows > threshold) {
-    report.warning = `orders has ${ordersRows} rows, past the partitioning threshold of ${threshold}: see the README's partitioning plan`;
+    report.warning = `orders has ${ordersRows} rows, past the partitioning threshold of ${threshold}: see docs/operations.md, "Partitioning orders past 10 million rows"`;
     deps.logger.warn("orders passed the partitioning threshold", { ordersRows, threshold });
   }
   return report;

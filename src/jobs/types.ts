@@ -10,7 +10,7 @@ export type JobName = (typeof jobNames)[number];
 
 export interface JobDefinition {
   name: JobName;
-  /** Default schedule, UTC (API.md "Scheduled jobs"). */
+  /** Default schedule, UTC (docs/operations.md, "Scheduled jobs"). */
   cron: string;
   /** Backups need pg_dump and a file system: the Bun host (or an operator's machine) only. */
   bunOnly: boolean;

@@ -130,7 +130,7 @@ describe("jobs: dispatcher", () => {
     expect(workerJobs.map((j) => j.cron).sort()).toEqual([...crons].sort());
   });
 
-  test("the schedule is API.md's jobs table", () => {
+  test("the schedule is the jobs table of docs/operations.md", () => {
     expect(Object.fromEntries(jobSchedule.map((j) => [j.name, j.cron]))).toEqual({
       "prune-sessions": "*/15 * * * *",
       maintenance: "0 3 * * 0",

@@ -1,5 +1,5 @@
-// The migrated schema, read back from the catalog, against ../shared/database-schema-design.md
-// (plus the documented additions: users.role, the stock CHECK). Runs on real Postgres and, since
+// The migrated schema, read back from the catalog, against the schema design
+// (plus the additions listed in docs/architecture.md: users.role, the stock CHECK). Runs on real Postgres and, since
 // PGlite has the same catalog, on the embedded database too.
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { sql, type SQL } from "drizzle-orm";

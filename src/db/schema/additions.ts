@@ -1,5 +1,5 @@
 // Tables and indexes added to the design, each because correctness or a query needs it
-// (listed in the README under "Schema additions").
+// (listed in docs/architecture.md under "Schema additions").
 import { boolean, index, integer, jsonb, pgTable, primaryKey, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
 import { createdAt, utcNow } from "./columns";
 import { orders } from "./orders";
