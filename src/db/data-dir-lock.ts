@@ -10,7 +10,7 @@
 // server who it is, or to run a job now (see `askDataDirOwner`). Only node:net and node:fs are
 // used, so the Bun host, the CLI and a Deno host share it.
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { chmod, link, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 
 export const LOCK_SOCKET = "owner.sock";
@@ -117,6 +117,16 @@ function exchange(path: string, request: OwnerRequest, timeoutMs: number): Promi
   });
 }
 
+/** What the owner wrote about itself, for when it is too busy to answer (starting up). */
+async function readOwnerFile(dataDir: string): Promise<OwnerInfo | undefined> {
+  try {
+    const info = JSON.parse(await readFile(join(dataDir, LOCK_INFO), "utf8")) as OwnerInfo;
+    return typeof info.pid === "number" ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Asks the live owner of DATA_DIR; `undefined` when DATA_DIR has no live owner. */
 export async function askDataDirOwner(dataDir: string, request: OwnerRequest, timeoutMs = 5_000): Promise<{ reply?: unknown } | undefined> {
   const { live, reply } = await exchange(socketPathOf(dataDir), request, timeoutMs);
@@ -178,7 +188,7 @@ export async function acquireDataDirLock(dataDir: string, opts: { command?: stri
           ? Promise.resolve(info)
           : handler
             ? handler(request).catch((error: unknown) => ({ error: error instanceof Error ? error.message : String(error) }))
-            : Promise.resolve({ error: `this process (${info.command}) does not take requests` });
+            : Promise.resolve({ error: `${describeOwner(info)} holds DATA_DIR but takes no requests (a server still starting, or a CLI command): try again when it is serving` });
       void answer.then((reply) => {
         if (!socket.destroyed) socket.end(`${JSON.stringify(reply ?? null)}\n`);
       });
@@ -209,7 +219,7 @@ export async function acquireDataDirLock(dataDir: string, opts: { command?: stri
       }
       // The lock name exists: a live owner answers on it, a dead one's file refuses.
       const holder = await exchange(lockPath, { op: "who" }, 3_000);
-      if (holder.live) throw new DataDirBusyError(dataDir, holder.reply as OwnerInfo | undefined);
+      if (holder.live) throw new DataDirBusyError(dataDir, (holder.reply as OwnerInfo | undefined) ?? (await readOwnerFile(dataDir)));
       // Stale. Move it aside under a name only we use, so that if a racer replaced it with a
       // live lock meanwhile, we moved (and will put back) that one rather than deleting it.
       const grave = `${tempPath}.stale`;
