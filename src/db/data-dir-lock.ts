@@ -209,33 +209,46 @@ export async function acquireDataDirLock(dataDir: string, opts: { command?: stri
     await rm(tempPath, { force: true });
   };
 
+  // Replacing a dead owner's socket is itself guarded by a second name, `owner.sock.takeover`,
+  // taken the same way: without it, two processes that both found the lock stale could each
+  // remove the other's fresh one.
+  const takeoverPath = `${lockPath}.takeover`;
   try {
     for (let attempt = 0; ; attempt++) {
+      if (attempt > 200) throw new Error("the lock kept changing hands");
       try {
         await link(tempPath, lockPath);
         break;
       } catch (error) {
-        if (code(error) !== "EEXIST" || attempt >= 5) throw error;
+        if (code(error) !== "EEXIST") throw error;
       }
       // The lock name exists: a live owner answers on it, a dead one's file refuses.
       const holder = await exchange(lockPath, { op: "who" }, 3_000);
       if (holder.live) throw new DataDirBusyError(dataDir, (holder.reply as OwnerInfo | undefined) ?? (await readOwnerFile(dataDir)));
-      // Stale. Move it aside under a name only we use, so that if a racer replaced it with a
-      // live lock meanwhile, we moved (and will put back) that one rather than deleting it.
-      const grave = `${tempPath}.stale`;
       try {
-        await rename(lockPath, grave);
-      } catch (renameError) {
-        if (code(renameError) === "ENOENT") continue;
-        throw renameError;
+        await link(tempPath, takeoverPath);
+      } catch (error) {
+        if (code(error) !== "EEXIST") throw error;
+        // Someone else is replacing the stale lock; if they died doing it, clear their claim.
+        if (!(await exchange(takeoverPath, { op: "who" }, 3_000)).live) await rm(takeoverPath, { force: true });
+        else await new Promise((r) => setTimeout(r, 20));
+        continue;
       }
-      const moved = await exchange(grave, { op: "who" }, 3_000);
-      if (moved.live) {
-        await link(grave, lockPath).catch(() => {});
-        await rm(grave, { force: true });
-        throw new DataDirBusyError(dataDir, moved.reply as OwnerInfo | undefined);
+      try {
+        const recheck = await exchange(lockPath, { op: "who" }, 3_000);
+        if (recheck.live) throw new DataDirBusyError(dataDir, recheck.reply as OwnerInfo | undefined);
+        // Still the dead owner's file (nobody can link over an existing name): remove it, take it.
+        await rm(lockPath, { force: true });
+        try {
+          await link(tempPath, lockPath);
+          break;
+        } catch (error) {
+          // A racer linked into the gap: it owns DATA_DIR now (found live on the next round).
+          if (code(error) !== "EEXIST") throw error;
+        }
+      } finally {
+        await rm(takeoverPath, { force: true });
       }
-      await rm(grave, { force: true });
     }
   } catch (error) {
     await closeTemp();
