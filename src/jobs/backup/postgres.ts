@@ -352,6 +352,10 @@ async function runDumpScript(tx: TransactionSql, file: string): Promise<void> {
       } else if (!copy.writable.write(`${line}\n`)) await once(copy.writable, "drain");
       continue;
     }
+    // psql meta-commands: recent pg_restore fences its scripts with \restrict / \unrestrict,
+    // which guard psql against a hostile dump and mean nothing to the server.
+    if (/^\\(restrict|unrestrict)\b/.test(line)) continue;
+    if (line.startsWith("\\")) throw new Error(`pg_restore script: unexpected meta-command ${line.split(" ")[0]}`);
     if (/^COPY .+ FROM stdin;$/.test(line)) {
       await flush();
       const writable = await tx.unsafe(line.slice(0, -1)).writable();
