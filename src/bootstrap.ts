@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
 import { createPgliteDatabase, createPostgresDatabase, type DatabaseHandle } from "./db/client";
 import { acquireDataDirLock, DataDirBusyError, DataDirUnusableError } from "./db/data-dir-lock";
-import { applyStatementTimeout, runMigrations } from "./db/migrate";
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import { applyStatementTimeout, migrationsFolder, runMigrations } from "./db/migrate";
 import { products, users } from "./db/schema";
 import { seedAdmin, seedCatalog } from "./db/seed";
 import type { Env } from "./env";
@@ -72,10 +73,22 @@ export async function resolveJwtSecret(env: Env): Promise<string> {
 
 /** Migrates, enforces the statement timeout, makes sure the admin exists, seeds an empty catalog. */
 export async function prepareDatabase(handle: DatabaseHandle, env: Env, logger: Logger): Promise<void> {
-  const { applied } = await runMigrations(handle.db);
-  if (applied > 0) logger.info("migrations applied", { applied });
-  if (handle.kind === "postgres") await applyStatementTimeout(handle.db, env.DATABASE_QUERY_TIMEOUT_MS);
-  if (handle.kind === "pglite" && applied > 0) {
+  // Migrations are a maintenance connection: the direct URL when given (they are pooler-safe
+  // without it too: one transaction under a transaction-level lock).
+  const direct =
+    handle.kind === "postgres" && env.DATABASE_DIRECT_URL
+      ? await createPostgresDatabase({ url: env.DATABASE_DIRECT_URL, poolMax: 1, prepare: false })
+      : undefined;
+  let applied: number;
+  try {
+    ({ applied } = await runMigrations((direct ?? handle).db));
+    if (applied > 0) logger.info("migrations applied", { applied });
+    if (handle.kind === "postgres") await applyStatementTimeout((direct ?? handle).db, env.DATABASE_QUERY_TIMEOUT_MS);
+  } finally {
+    await direct?.close();
+  }
+  // Every migration applied at once: this start created the database.
+  if (handle.kind === "pglite" && applied > 0 && applied === readMigrationFiles({ migrationsFolder }).length) {
     logger.info("embedded database created", { dataDir: env.DATA_DIR, hint: "set DATABASE_URL to use Postgres instead" });
   }
   const admin = await seedAdmin(handle.db, env.ADMIN_EMAIL, env.ADMIN_PASSWORD);

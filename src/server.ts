@@ -40,7 +40,11 @@ async function main() {
     await handle.close().catch(() => {});
     stop(listenMessage(error, env.HOST, env.PORT));
   }
-  logger.info("listening", { url: `http://${server.hostname}:${server.port}`, database: handle.kind });
+  logger.info("listening", {
+    url: `http://${server.hostname}:${server.port}`,
+    database: handle.kind,
+    ...(handle.kind === "pglite" ? { dataDir: env.DATA_DIR } : {}),
+  });
   // Only a server that serves runs jobs: nothing is scheduled by a start that failed to listen.
   const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
   if (handle.lock) serveJobsThroughLock(handle.lock, { ...deps, handle });
