@@ -12,6 +12,7 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
+import process from "node:process";
 
 export const LOCK_SOCKET = "owner.sock";
 export const LOCK_INFO = "owner.json";
@@ -60,14 +61,16 @@ export function describeOwner(info: OwnerInfo | undefined): string {
   return `process ${info.pid} (${info.command}, since ${info.startedAt})`;
 }
 
+const byteLength = (s: string) => new TextEncoder().encode(s).length;
+
 // sun_path holds 108 bytes on Linux, 104 on macOS.
 const MAX_SOCKET_PATH = 100;
 
 function socketPathOf(dataDir: string, name = LOCK_SOCKET): string {
   const absolute = join(resolve(dataDir), name);
-  if (Buffer.byteLength(absolute) <= MAX_SOCKET_PATH) return absolute;
+  if (byteLength(absolute) <= MAX_SOCKET_PATH) return absolute;
   const rel = relative(process.cwd(), absolute);
-  if (Buffer.byteLength(rel) <= MAX_SOCKET_PATH) return rel;
+  if (byteLength(rel) <= MAX_SOCKET_PATH) return rel;
   throw new DataDirUnusableError(`DATA_DIR ${dataDir} is too long a path for its lock socket: use a path under ${MAX_SOCKET_PATH - 12} characters`);
 }
 
