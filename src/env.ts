@@ -27,7 +27,7 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
     String(fallback),
   );
 
-const postgresUrl = v.pipe(
+const postgresUrlNamed = (name: string) => v.pipe(
   v.string(),
   v.check((s) => {
     try {
@@ -36,12 +36,15 @@ const postgresUrl = v.pipe(
     } catch {
       return false;
     }
-  }, "DATABASE_URL must be a postgres:// or postgresql:// URL with a host"),
+  }, `${name} must be a postgres:// or postgresql:// URL with a host`),
 );
+const postgresUrl = postgresUrlNamed("DATABASE_URL");
 
 const EnvSchema = v.pipe(
   v.object({
     DATABASE_URL: v.optional(postgresUrl),
+    // The same database without the pooler: migrations, backups and restores prefer it.
+    DATABASE_DIRECT_URL: v.optional(postgresUrlNamed("DATABASE_DIRECT_URL")),
     DATABASE_PREPARE: flag("DATABASE_PREPARE", true),
     DATABASE_POOL_MAX: integer("DATABASE_POOL_MAX", 1, 1000, 10),
     DATABASE_QUERY_TIMEOUT_MS: integer("DATABASE_QUERY_TIMEOUT_MS", 1, 3_600_000, 30_000),
@@ -64,10 +67,6 @@ const EnvSchema = v.pipe(
     LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "LOG_LEVEL must be debug, info, warn or error"), "info"),
   }),
   v.check(
-    (e) => !(e.DATABASE_URL && !e.JWT_SECRET),
-    "JWT_SECRET is required when DATABASE_URL is set (at least 32 bytes)",
-  ),
-  v.check(
     (e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined),
     "ADMIN_EMAIL and ADMIN_PASSWORD must be set together",
   ),
@@ -85,7 +84,15 @@ export type Env = v.InferOutput<typeof EnvSchema>;
  * Validates the process (or Worker) environment once at an entry point. Empty strings count as
  * unset, so `PORT=` behaves like no PORT at all.
  */
-export function parseEnv(source: Record<string, unknown>): Env {
+export interface ParseEnvOptions {
+  /**
+   * false for the CLI commands that sign no token (migrate, seed, restore): a migration needs
+   * only the database URL.
+   */
+  requireJwtSecret?: boolean;
+}
+
+export function parseEnv(source: Record<string, unknown>, opts: ParseEnvOptions = {}): Env {
   const raw: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(source)) {
     if (typeof value === "string" && value !== "") raw[key] = value;
@@ -101,6 +108,9 @@ export function parseEnv(source: Record<string, unknown>): Env {
         : issue.message;
     throw new EnvError(`Invalid environment: ${message}`);
   }
+  if ((opts.requireJwtSecret ?? true) && result.output.DATABASE_URL && !result.output.JWT_SECRET) {
+    throw new EnvError("Invalid environment: JWT_SECRET is required when DATABASE_URL is set (at least 32 bytes)");
+  }
   return result.output;
 }
 
@@ -108,9 +118,9 @@ export function parseEnv(source: Record<string, unknown>): Env {
  * For the Bun host and the CLI: a bad environment is one line on stderr naming the variable,
  * then exit 1. (The Worker answers 500 instead; it cannot exit.)
  */
-export function parseEnvOrExit(source: Record<string, unknown>): Env {
+export function parseEnvOrExit(source: Record<string, unknown>, opts: ParseEnvOptions = {}): Env {
   try {
-    return parseEnv(source);
+    return parseEnv(source, opts);
   } catch (error) {
     if (error instanceof EnvError) {
       console.error(error.message);

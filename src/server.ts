@@ -1,27 +1,32 @@
-// The Bun host: validate env, migrate, bootstrap, serve; stop gracefully on SIGTERM/SIGINT.
+// The Bun host: validate env, take DATA_DIR (embedded), migrate, bootstrap, serve; stop
+// gracefully on SIGTERM/SIGINT.
 import { createApp } from "./app";
-import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
-import { createDeps } from "./deps";
+import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { parseEnvOrExit } from "./env";
 import { createLogger, describeError } from "./lib/logger";
+import { createDeps } from "./deps";
 import { startScheduler } from "./jobs/scheduler";
+import { serveJobsThroughLock } from "./jobs/remote";
+
+/** One line on stderr, exit 1: every start-up failure an operator can fix ends here. */
+function stop(message: string): never {
+  console.error(message);
+  process.exit(1);
+}
 
 async function main() {
   const env = parseEnvOrExit(process.env);
   const logger = createLogger(env.LOG_LEVEL);
-  const handle = await openDatabase(env);
+  const handle = await openDatabase(env, { command: "server" }).catch((error) => stop(operatorMessage(error, env)));
   try {
     await prepareDatabase(handle, env, logger);
   } catch (error) {
-    const where = env.DATABASE_URL ? "the database at DATABASE_URL" : `the embedded database under ${env.DATA_DIR}`;
-    console.error(`Cannot start: ${where} is not usable: ${error instanceof Error ? error.message : String(error)}`);
+    const where = env.DATABASE_URL ? "the database at DATABASE_URL" : `the embedded database under DATA_DIR ${env.DATA_DIR}`;
     await handle.close().catch(() => {});
-    process.exit(1);
+    stop(`Cannot start: ${where} is not usable: ${error instanceof Error ? error.message : String(error)}`);
   }
   const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger });
   const app = createApp(deps);
-
-  const stopJobs = env.JOBS ? startScheduler(deps) : undefined;
 
   let server;
   try {
@@ -31,11 +36,17 @@ async function main() {
       fetch: (req, srv) => app.fetch(req, { socketAddress: srv.requestIP(req)?.address }),
     });
   } catch (error) {
-    console.error(`Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`);
     await handle.close().catch(() => {});
-    process.exit(1);
+    stop(listenMessage(error, env.HOST, env.PORT));
   }
-  logger.info("listening", { url: `http://${server.hostname}:${server.port}`, database: handle.kind });
+  logger.info("listening", {
+    url: `http://${server.hostname}:${server.port}`,
+    database: handle.kind,
+    ...(handle.kind === "pglite" ? { dataDir: env.DATA_DIR } : {}),
+  });
+  // Only a server that serves runs jobs: nothing is scheduled by a start that failed to listen.
+  const stopJobs = env.JOBS ? startScheduler(deps) : undefined;
+  if (handle.lock) serveJobsThroughLock(handle.lock, deps);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -50,6 +61,19 @@ async function main() {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/** Which of HOST or PORT to fix, from the error Bun.serve threw. */
+function listenMessage(error: unknown, host: string, port: number): string {
+  const code = (error as { code?: string }).code;
+  const text = error instanceof Error ? error.message : String(error);
+  if (code === "EADDRINUSE" || /in use/i.test(text)) {
+    return `Cannot start: PORT ${port} on ${host} is already in use: stop what listens there or choose another PORT`;
+  }
+  if (code === "EACCES" || /permission/i.test(text)) {
+    return `Cannot start: PORT ${port} needs privileges this process lacks: choose a PORT above 1023`;
+  }
+  return `Cannot start: HOST ${host} is not an address of this machine (${code ?? text.split("\n")[0]}): set HOST to an IP address such as 127.0.0.1 or 0.0.0.0`;
 }
 
 main().catch((error) => {

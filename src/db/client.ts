@@ -15,6 +15,8 @@ export interface DatabaseHandle {
   pglite?: PGlite;
   /** The postgres.js client, for the few places that must bypass Drizzle (VACUUM). */
   sql?: import("postgres").Sql;
+  /** The embedded database's DATA_DIR lock, held while the handle is open (src/bootstrap.ts). */
+  lock?: import("./data-dir-lock").DataDirLock;
   close(): Promise<void>;
 }
 

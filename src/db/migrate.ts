@@ -42,6 +42,22 @@ export async function runMigrations(db: Database): Promise<{ applied: number }> 
 }
 
 /**
+ * Every migration, run through a raw query function inside the caller's transaction, on a
+ * database that has none yet (a restore target). The bookkeeping matches runMigrations', so the
+ * service starting on the restored database applies nothing twice.
+ */
+export async function applyMigrationsToEmpty(exec: (text: string, params?: unknown[]) => Promise<unknown>): Promise<number> {
+  const migrations = readMigrationFiles({ migrationsFolder });
+  await exec("create schema if not exists drizzle");
+  await exec("create table if not exists drizzle.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)");
+  for (const migration of migrations) {
+    for (const statement of migration.sql) if (statement.trim()) await exec(statement);
+    await exec("insert into drizzle.__drizzle_migrations (hash, created_at) values ($1, $2)", [migration.hash, migration.folderMillis]);
+  }
+  return migrations.length;
+}
+
+/**
  * Makes the server enforce the statement timeout for this role on this database. A startup
  * parameter would not survive PgBouncer in transaction mode; a role setting applies to every
  * server connection the pooler opens, whoever it is lent to.

@@ -5,7 +5,7 @@ import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute } from "./cron";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
-import { claimJobRun, describeHost, finishJobRun } from "./runs";
+import { claimJobRun, DEFAULT_LEASE_MS, describeHost, finishJobRun, renewJobRun } from "./runs";
 import type { JobDeps } from "../deps";
 import { jobSchedule, type JobName, type JobReport } from "./types";
 
@@ -39,32 +39,62 @@ export async function runReported(name: string, runner: JobRunner, deps: JobDeps
 export interface ClaimedRun {
   job: string;
   scheduledFor: string;
-  /** false when another host (or an earlier tick) already ran this job for this minute. */
+  /** false when this run is done or running elsewhere, or another run of the job is still going. */
   ran: boolean;
+  /** Why it did not run: "done", "running" (another live host has it), "overlap". */
+  skipped?: string;
+  /** The host whose run expired and was taken over. */
+  takenOverFrom?: string;
   report?: JobReport;
 }
 
-/** Claims (job, minute) in job_runs, runs the job if the claim was ours, records the outcome. */
+export interface ClaimOptions {
+  /** How long a run may go without a heartbeat before another host takes it over. */
+  leaseMs?: number;
+}
+
+/**
+ * Claims (job, minute) in job_runs, runs the job if the claim was ours while renewing the lease,
+ * and records the outcome.
+ */
 export async function runClaimed(
   name: JobName,
   runner: JobRunner,
   deps: JobDeps,
   scheduledFor: Date,
   host: string,
+  opts: ClaimOptions = {},
 ): Promise<ClaimedRun> {
   const minute = floorToMinute(scheduledFor);
   const base = { job: name, scheduledFor: minute.toISOString() };
-  if (!(await claimJobRun(deps.db, name, minute, host))) {
-    deps.logger.debug("job already claimed", base);
-    return { ...base, ran: false };
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  const claim = await claimJobRun(deps.db, name, minute, host, leaseMs);
+  if (!claim.claimed) {
+    deps.logger.debug("job not run here", { ...base, reason: claim.reason, holder: claim.holder });
+    return { ...base, ran: false, skipped: claim.reason };
   }
+  if (claim.takenOverFrom) deps.logger.warn("job run taken over: its host stopped renewing the lease", { ...base, from: claim.takenOverFrom });
   deps.logger.info("job started", base);
-  const report = await runReported(name, runner, deps);
-  await finishJobRun(deps.db, name, minute, report.ok, report).catch((error) =>
+  // Three heartbeats per lease: one lost to a slow query does not let another host in.
+  const timer = setInterval(() => {
+    renewJobRun(deps.db, name, minute, host)
+      .then((mine) => {
+        if (!mine) deps.logger.warn("job run lease lost to another host", base);
+      })
+      .catch((error) => deps.logger.error("renewing the job lease failed", { ...base, ...describeError(error) }));
+  }, Math.max(50, Math.floor(leaseMs / 3)));
+  (timer as { unref?: () => void }).unref?.();
+  let report: JobReport;
+  try {
+    report = await runReported(name, runner, deps);
+  } finally {
+    clearInterval(timer);
+  }
+  await finishJobRun(deps.db, name, minute, host, report.ok, report).catch((error) =>
     deps.logger.error("recording the job run failed", { ...base, ...describeError(error) }),
   );
   deps.logger.info("job finished", { ...base, ok: report.ok });
-  return { ...base, ran: true, report };
+  return { ...base, ran: true, report, ...(claim.takenOverFrom ? { takenOverFrom: claim.takenOverFrom } : {}) };
 }
 
 /**

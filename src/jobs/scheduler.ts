@@ -2,7 +2,8 @@
 // matches, and relies on job_runs claims so that any number of hosts run each job once.
 import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute, parseCron } from "./cron";
-import { describeHost, runClaimed, type ClaimedRun } from "./dispatch";
+import { describeHost, runClaimed, type ClaimedRun, type ClaimOptions } from "./dispatch";
+import { abandonedRuns } from "./runs";
 import { loadRunner } from "./index";
 import type { JobDeps } from "../deps";
 import { jobSchedule, type JobDefinition } from "./types";
@@ -12,21 +13,30 @@ import { jobSchedule, type JobDefinition } from "./types";
 const MAX_CATCH_UP_MINUTES = 5;
 
 export interface Scheduler {
-  /** Runs every job due in `minute` (claims first); resolves when they have finished. */
+  /**
+   * Runs every job due in `minute` (claims first), and again any run whose host died (its lease
+   * expired); resolves when they have finished.
+   */
   tick(minute: Date): Promise<ClaimedRun[]>;
   stop(): void;
 }
 
 export function createScheduler(
   deps: JobDeps,
-  opts: { jobs?: readonly JobDefinition[]; host?: string } = {},
+  opts: { jobs?: readonly JobDefinition[]; host?: string } & ClaimOptions = {},
 ): Scheduler {
   const jobs = (opts.jobs ?? jobSchedule).map((j) => ({ ...j, schedule: parseCron(j.cron) }));
   const host = opts.host ?? describeHost();
   return {
     async tick(minute) {
       const due = jobs.filter((j) => cronMatches(j.schedule, minute));
-      return Promise.all(due.map(async (j) => runClaimed(j.name, await loadRunner(j.name), deps, minute, host)));
+      const claim = { leaseMs: opts.leaseMs };
+      const known = new Set(jobs.map((j) => j.name as string));
+      const abandoned = (await abandonedRuns(deps.db, opts.leaseMs)).filter((r) => known.has(r.job));
+      return Promise.all([
+        ...due.map(async (j) => runClaimed(j.name, await loadRunner(j.name), deps, minute, host, claim)),
+        ...abandoned.map(async (r) => runClaimed(r.job as JobDefinition["name"], await loadRunner(r.job as JobDefinition["name"]), deps, r.scheduledFor, host, claim)),
+      ]);
     },
     stop() {},
   };

@@ -146,10 +146,10 @@ describe("backups: retention", () => {
   });
 });
 
-describe.if(onPostgres)("backups: Postgres (pg_dump + incrementals)", async () => {
+describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only with DATABASE_DIRECT_URL, see restore.test.ts)", async () => {
   const handle = onPostgres ? await getTestDatabase() : undefined;
   const dbName = handle?.url ? new URL(handle.url).pathname.slice(1) : "";
-  // pg_dump and the snapshot it shares want a direct connection (set by .ci/run).
+  // A direct connection (set by .ci/run); without DATABASE_DIRECT_URL the full backup is a rows file.
   const directUrl = withDatabaseName(process.env.TEST_DIRECT_DATABASE_URL ?? "postgres://postgres@127.0.0.1:55432/postgres", dbName);
 
   beforeEach(async () => {

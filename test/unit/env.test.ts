@@ -85,3 +85,20 @@ describe("env: security", () => {
     expect(messageOf({ DATABASE_URL: "postgres://:pa55word@", JWT_SECRET: SECRET })).not.toContain("pa55word");
   });
 });
+
+describe("env: maintenance connections and CLI commands", () => {
+  test("DATABASE_DIRECT_URL is optional, and when set must be a Postgres URL (named in the message)", () => {
+    expect(parseEnv({}).DATABASE_DIRECT_URL).toBeUndefined();
+    const env = parseEnv({ DATABASE_URL: "postgres://pooler.example.com/shop", DATABASE_DIRECT_URL: "postgres://db.example.com/shop", JWT_SECRET: SECRET });
+    expect(env.DATABASE_DIRECT_URL).toBe("postgres://db.example.com/shop");
+    const message = messageOf({ DATABASE_DIRECT_URL: "mysql://db.example.com/shop" });
+    expect(message).toContain("DATABASE_DIRECT_URL");
+    expect(message).not.toContain("mysql://db.example.com");
+  });
+
+  test("a command that signs no token (migrate, seed, restore) needs only the database URL", () => {
+    const env = parseEnv({ DATABASE_URL: "postgres://db.example.com/shop" }, { requireJwtSecret: false });
+    expect(env.DATABASE_URL).toBe("postgres://db.example.com/shop");
+    expect(() => parseEnv({ DATABASE_URL: "postgres://db.example.com/shop" })).toThrow("JWT_SECRET");
+  });
+});

@@ -14,6 +14,12 @@ function postgresUrl(deps: JobDeps): string {
   return url;
 }
 
+/**
+ * Maintenance connections: the direct (unpooled) URL when there is one; otherwise the pooled
+ * one, on which every step is a single transaction that sets nothing beyond it.
+ */
+const maintenanceUrl = (deps: JobDeps) => deps.env.DATABASE_DIRECT_URL ?? postgresUrl(deps);
+
 async function withRetention(deps: JobDeps, report: JobReport): Promise<JobReport> {
   try {
     const deleted = await applyRetention(deps.env.BACKUP_DIR, deps.clock());
@@ -39,7 +45,7 @@ export async function runBackupFull(deps: JobDeps): Promise<JobReport> {
   const manifest =
     deps.handle.kind === "pglite"
       ? await takePgliteBackup(deps.handle.pglite!, dir, now)
-      : await takeFullBackup(postgresUrl(deps), dir, now);
+      : await takeFullBackup(postgresUrl(deps), dir, now, deps.env.DATABASE_DIRECT_URL);
   deps.logger.info("backup written", summary(manifest));
   return withRetention(deps, { job: "backup-full", ok: true, backup: summary(manifest) });
 }
@@ -53,7 +59,7 @@ export async function runBackupIncremental(deps: JobDeps): Promise<JobReport> {
     const manifest = await takePgliteBackup(deps.handle.pglite!, dir, now);
     return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), note: "embedded database: a full snapshot was taken" });
   }
-  const url = postgresUrl(deps);
+  const url = maintenanceUrl(deps);
   const chain = newestChain(await listManifests(dir, "postgres"));
   const base = chain.at(-1);
   let fallback: string | undefined = base ? undefined : "there is no full backup yet";
@@ -66,7 +72,7 @@ export async function runBackupIncremental(deps: JobDeps): Promise<JobReport> {
     }
   }
   deps.logger.warn("incremental backup replaced by a full backup", { reason: fallback });
-  const manifest = await takeFullBackup(url, dir, now);
+  const manifest = await takeFullBackup(postgresUrl(deps), dir, now, deps.env.DATABASE_DIRECT_URL);
   return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), fellBackToFull: fallback });
 }
 
@@ -97,13 +103,13 @@ export async function runRestoreVerify(deps: JobDeps, opts: { keepScratch?: bool
   let scratchDatabase: string | undefined;
   try {
     if (engine === "pglite") tables = await restorePgliteBackup(dir, last);
-    else ({ tables, scratchDatabase } = await restoreChain(postgresUrl(deps), dir, chain, deps.clock(), opts.keepScratch));
+    else ({ tables, scratchDatabase } = await restoreChain(maintenanceUrl(deps), dir, chain, deps.clock(), opts.keepScratch));
   } catch (error) {
     return fail([`the restore failed: ${String(describeError(error).error)}`]);
   }
   const problems = compareTables(last.tables, tables);
   if (problems.length) {
-    if (scratchDatabase && opts.keepScratch) await dropScratch(postgresUrl(deps), scratchDatabase);
+    if (scratchDatabase && opts.keepScratch) await dropScratch(maintenanceUrl(deps), scratchDatabase);
     return fail(problems);
   }
   deps.logger.info("restore verified", { chain: chain.map((m) => m.id) });

@@ -9,6 +9,11 @@ export type Query = <T extends Record<string, unknown>>(text: string, params?: u
 export const EXCLUDED_TABLES = ["job_runs"];
 
 export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+/**
+ * A backed-up table by its full name. Maintenance statements may run on a pooled server
+ * connection whose search_path another client changed; qualified names do not depend on it.
+ */
+export const qualified = (table: string) => `public.${quoteIdent(table)}`;
 
 export interface TableInfo {
   name: string;
@@ -76,7 +81,7 @@ export async function tableStates(query: Query, tables: TableInfo[]): Promise<Re
     const [row] = await query<{ rows: string; checksum: string }>(
       `select count(*)::text as rows,
               coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text as checksum
-         from ${quoteIdent(t.name)} t`,
+         from ${qualified(t.name)} t`,
     );
     states[t.name] = { rows: Number(row.rows), checksum: row.checksum };
   }
