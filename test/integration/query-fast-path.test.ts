@@ -113,7 +113,8 @@ describe("query fast path: the same answer as tRPC's fetch adapter", () => {
       ["procedure failed", "products.byId"],
       ["procedure failed", "products.byId"],
     ]);
-  });
+    // A new PGlite instance takes seconds on a busy machine, past the default 5 s.
+  }, 60_000);
 
   test("the cases cover every query procedure of the router", async () => {
     const { appRouter } = await import("../../src/routers");
