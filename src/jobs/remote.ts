@@ -6,7 +6,8 @@
 import { askDataDirOwner, type DataDirLock } from "../db/data-dir-lock";
 import { describeError } from "../lib/logger";
 import { runJobByName } from "./index";
-import type { JobDeps, JobReport } from "./types";
+import type { JobDeps } from "../deps";
+import type { JobReport } from "./types";
 
 /** A job may run for as long as a backup of a large database takes. */
 const JOB_ANSWER_TIMEOUT_MS = 6 * 60 * 60 * 1000;

@@ -6,7 +6,7 @@ import { createPostgresDatabase, queryRows, type Database } from "../../src/db/c
 import { runClaimed, type JobRunner } from "../../src/jobs/dispatch";
 import { abandonedRuns, claimJobRun, finishJobRun } from "../../src/jobs/runs";
 import { createScheduler } from "../../src/jobs/scheduler";
-import type { JobDeps } from "../../src/jobs/types";
+import type { JobDeps } from "../../src/deps";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase } from "../support/db";
 

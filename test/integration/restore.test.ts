@@ -12,7 +12,7 @@ import { localiseSettings } from "../../src/jobs/backup/postgres";
 import { chainFor } from "../../src/jobs/backup/restore";
 import type { Manifest } from "../../src/jobs/backup/store";
 import { describeTables, tableStates, type Query } from "../../src/jobs/backup/tables";
-import type { JobDeps } from "../../src/jobs/types";
+import type { JobDeps } from "../../src/deps";
 import { createTestClock, createTestDeps, TEST_JWT_SECRET } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase, withDatabaseName } from "../support/db";
 import { repoRoot, startServer } from "../support/server";

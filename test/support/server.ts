@@ -116,7 +116,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
 }
 
 /** Runs the server with a configuration that must stop it; returns the exit code and output. */
-export async function runServerExpectingExit(env: Record<string, string>, timeoutMs = 30_000) {
+// Generous: a fresh embedded DATA_DIR is migrated before the failing step, slow on a busy machine.
+export async function runServerExpectingExit(env: Record<string, string>, timeoutMs = 120_000) {
   const proc = Bun.spawn([process.execPath, "run", "src/server.ts"], {
     cwd: repoRoot,
     env: childEnv(env),

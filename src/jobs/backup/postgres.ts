@@ -82,9 +82,9 @@ async function openSnapshot(tx: TransactionSql, exportIt: boolean): Promise<Snap
 /**
  * The full backup, in one repeatable-read snapshot whose counts and checksums go into the
  * manifest. With a direct connection (`dumpUrl`, DATABASE_DIRECT_URL) pg_dump writes it from
- * that snapshot. Without one it is a rows file written on this transaction: pg_dump would set
- * session state (search_path, statement_timeout) on whatever server connection a
- * transaction-mode pooler lends it, and leave it there for the next client.
+ * that snapshot. Without one it is a rows file written on this transaction: pg_dump sets
+ * session state (search_path, statement_timeout) before its own transaction begins, on whatever
+ * server connection a transaction-mode pooler lends it then, where the next client may find it.
  */
 export async function takeFullBackup(url: string, dir: string, now: Date, dumpUrl?: string): Promise<Manifest> {
   const id = backupId(now, "full");
