@@ -1,0 +1,86 @@
+// The Deno host: the Bun host's steps (validate env, open the database, migrate, bootstrap, serve,
+// jobs, graceful stop) on Deno.serve. Relative imports stay extensionless as everywhere else in
+// src/; deno.json turns on sloppy imports for that, and nodeModulesDir "manual" makes Deno load
+// npm packages (and the @node-rs/argon2 native addon) from the node_modules npm installed.
+// `npm run start:deno` runs it with the permissions named in package.json (docs/operations.md).
+import { createApp } from "./app";
+import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
+import { parseEnvOrExit } from "./env";
+import { createLogger, describeError } from "./lib/logger";
+import { createTokenConfig } from "./lib/tokens";
+import { startScheduler } from "./jobs/scheduler";
+
+// The few Deno runtime types used here; the project type-checks against bun-types, and Deno's
+// own lib would redeclare the same globals.
+interface DenoServer {
+  readonly addr: { hostname: string; port: number };
+  shutdown(): Promise<void>;
+}
+interface DenoServeHandlerInfo {
+  remoteAddr: { hostname: string };
+}
+declare const Deno: {
+  env: { toObject(): Record<string, string> };
+  serve(
+    options: { hostname: string; port: number; onListen?: (addr: { hostname: string; port: number }) => void },
+    handler: (request: Request, info: DenoServeHandlerInfo) => Response | Promise<Response>,
+  ): DenoServer;
+  addSignalListener(signal: "SIGTERM" | "SIGINT", handler: () => void): void;
+  exit(code: number): never;
+};
+
+async function main() {
+  const env = parseEnvOrExit(Deno.env.toObject());
+  const logger = createLogger(env.LOG_LEVEL);
+  // one owner per DATA_DIR: acquireDataDirLock (see src/db/data-dir-lock.ts)
+  const handle = await openDatabase(env);
+  try {
+    await prepareDatabase(handle, env, logger);
+  } catch (error) {
+    const where = env.DATABASE_URL ? "the database at DATABASE_URL" : `the embedded database under ${env.DATA_DIR}`;
+    console.error(`Cannot start: ${where} is not usable: ${error instanceof Error ? error.message : String(error)}`);
+    await handle.close().catch(() => {});
+    Deno.exit(1);
+  }
+  const tokens = createTokenConfig(await resolveJwtSecret(env), env.SESSION_TTL_SECONDS);
+  const deps = { db: handle.db, env, logger, tokens, clock: () => new Date() };
+  const app = createApp(deps);
+
+  const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
+
+  let server: DenoServer;
+  try {
+    server = Deno.serve(
+      // onListen is replaced so Deno does not print its own "Listening on" line beside the JSON log.
+      { hostname: env.HOST, port: env.PORT, onListen: () => {} },
+      (req, info) => app.fetch(req, { socketAddress: info.remoteAddr.hostname }),
+    );
+  } catch (error) {
+    console.error(`Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`);
+    await handle.close().catch(() => {});
+    Deno.exit(1);
+  }
+  const { hostname, port } = server.addr;
+  const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+  logger.info("listening", { url: `http://${shown}:${port}`, database: handle.kind, runtime: "deno" });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal });
+    stopJobs?.();
+    // shutdown(): no new connections, in-flight requests finish.
+    await server.shutdown();
+    await handle.close().catch((error) => logger.error("closing the database failed", describeError(error)));
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((error) => {
+  console.error(`Cannot start: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(JSON.stringify(describeError(error)));
+  Deno.exit(1);
+});
