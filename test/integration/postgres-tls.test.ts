@@ -98,7 +98,10 @@ describe.skipIf(!DIRECT)("Postgres over TLS: security", () => {
       expect(r.ok).toBe(false);
     }, 60_000);
 
-    test.skipIf(!CA_FILE)(`${runtime}: verify-full refuses a certificate for another host name`, async () => {
+    const named = runtime === "bun"
+      ? "bun: verify-full to an IP address refuses a certificate that names another host"
+      : "deno: verify-full to an IP address checks the certificate against localhost, not the address (known gap)";
+    test.skipIf(!CA_FILE)(named, async () => {
       // The certificate names localhost only; reached as 127.0.0.1 the server is not the host it
       // vouches for, even with its CA trusted. Bun checks the address. Deno 2.9 does not: when
       // postgres.js upgrades a socket to an IP address (no SNI), Deno's node:tls checks the
