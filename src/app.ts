@@ -1,7 +1,7 @@
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { sql } from "drizzle-orm";
-import { bodyLimit } from "./lib/body-limit";
 import { describeError } from "./lib/logger";
 import { answerSingleQuery } from "./trpc/query-fast-path";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
@@ -21,10 +21,9 @@ export function createApp(deps: AppDeps) {
   const app = new Hono<{ Bindings: HostBindings; Variables: Variables }>();
 
   // GET and HEAD bodies are never read, so only other methods pay for the size check.
-  // Counts streamed bytes and stops reading at the limit (src/lib/body-limit.ts says why).
   const limitBody = bodyLimit({
-    maxBytes: MAX_BODY_BYTES,
-    tooLarge: (c) => c.json({ error: { message: `The request body is larger than ${MAX_BODY_BYTES} bytes` } }, 413),
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => c.json({ error: { message: `The request body is larger than ${MAX_BODY_BYTES} bytes` } }, 413),
   });
 
   app.use("*", async (c, next) => {
@@ -36,7 +35,7 @@ export function createApp(deps: AppDeps) {
     if (method === "GET" || method === "HEAD") await next();
     else {
       const refused = await limitBody(c, next);
-      // The limit answers 413 by returning a Response instead of calling next.
+      // bodyLimit answers 413 by returning a Response instead of calling next.
       if (refused instanceof Response) c.res = refused;
     }
     c.res.headers.set("x-request-id", requestId);

@@ -18,9 +18,7 @@ export function bodyLimit({ maxBytes, tooLarge }: BodyLimitOptions): MiddlewareH
   const refuse = (c: Context, body: { cancel(): Promise<void> }) => {
     // Not awaited: cancelling tells the runtime to stop reading; nothing to wait for.
     body.cancel().catch(() => {});
-    const res = tooLarge(c);
-    res.headers.set("connection", "close");
-    return res;
+    return tooLarge(c);
   };
 
   return async (c, next) => {
