@@ -107,7 +107,7 @@ async function main() {
       `Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC with \`npm run bench:runtimes -- --duration=${seconds} --rounds=${rounds}\``,
       `(bench/runtimes.ts): ${versions.bun} and ${versions.deno}, both through PgBouncer (transaction mode) to one Postgres 15`,
       `database of ${productIds.length} products, wrk with ${CONNECTIONS} connections and bench/wrk/list.lua and by-id.lua,`,
-      `${rounds} round(s) of ${seconds} s per host, alternating which host goes first; medians.`,
+      `${rounds} round(s) of ${seconds} s per host, alternating which host goes first; each column the median of its rounds.`,
       `Everything (both hosts, Postgres, PgBouncer, wrk) shares one machine of ${navigator.hardwareConcurrency} cores with other work, so`,
       `the ratio is the figure to read, not the absolute req/s. A figure, not a target.`,
       ``,

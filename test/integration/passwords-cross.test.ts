@@ -102,16 +102,18 @@ describe("passwords across runtimes: security", () => {
 });
 
 // ---- The Deno column: the Deno host runs the same native addon (src/lib/passwords.ts), Deno
-// ---- Deploy the Wasm build; test/support/passwords-deno.ts does Deno's side in a real Deno.
+// ---- Deploy the Wasm build (src/lib/passwords-deno-wasm.ts through deno.deploy.json);
+// ---- test/support/passwords-deno.ts does Deno's side in a real Deno.
 const DENO = join(root, "node_modules/.bin/deno");
 
 type DenoSide = {
   runtime: string;
   native: string;
   wasm: string;
+  deploy: string;
   nativeWithSalt: string;
   wasmWithSalt: string;
-  verified: { native: boolean; wasm: boolean }[];
+  verified: { native: boolean; wasm: boolean; deploy: boolean }[];
 };
 
 async function onDeno(password: string, s: Uint8Array, verify: { hash: string; password: string }[]): Promise<DenoSide> {
@@ -135,7 +137,7 @@ async function onDeno(password: string, s: Uint8Array, verify: { hash: string; p
 }
 
 describe("passwords across runtimes, Deno: happy", () => {
-  test("hashes from Bun (native, wasm) verify on Deno (native, wasm), and Deno's verify on Bun", async () => {
+  test("hashes from Bun (native, wasm) verify on Deno (native, wasm, Deploy's module), and Deno's verify on Bun", async () => {
     const password = "correct horse battery ✓";
     const fromBunNative = await hashPassword(password);
     const fromBunWasm = wasm.hash(password, salt(), PASSWORD_PARAMS);
@@ -145,10 +147,10 @@ describe("passwords across runtimes, Deno: happy", () => {
     ]);
     expect(deno.runtime).toBe("deno");
     expect(deno.verified).toEqual([
-      { native: true, wasm: true },
-      { native: true, wasm: true },
+      { native: true, wasm: true, deploy: true },
+      { native: true, wasm: true, deploy: true },
     ]);
-    for (const stored of [deno.native, deno.wasm]) {
+    for (const stored of [deno.native, deno.wasm, deno.deploy]) {
       expect(stored).toMatch(PHC);
       expect(await verifyPassword(stored, password)).toBe(true);
       expect(wasm.verify(stored, password)).toBe(true);
@@ -172,8 +174,8 @@ describe("passwords across runtimes, Deno: errors", () => {
       { hash: wasm.hash("right password", salt(), PASSWORD_PARAMS), password: "Right password" },
     ]);
     expect(deno.verified).toEqual([
-      { native: false, wasm: false },
-      { native: false, wasm: false },
+      { native: false, wasm: false, deploy: false },
+      { native: false, wasm: false, deploy: false },
     ]);
     expect(await verifyPassword(deno.native, "wrong password")).toBe(false);
     expect(wasm.verify(deno.wasm, "wrong password")).toBe(false);
@@ -189,6 +191,6 @@ describe("passwords across runtimes, Deno: security", () => {
     // build's bound on parameters is the same code on every runtime, tested above.)
     const cases = ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", tampered].map((hash) => ({ hash, password: "secret value" }));
     const deno = await onDeno("x", salt(), cases);
-    expect(deno.verified).toEqual(cases.map(() => ({ native: false, wasm: false })));
+    expect(deno.verified).toEqual(cases.map(() => ({ native: false, wasm: false, deploy: false })));
   }, 60_000);
 });
