@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway Postgres 15 and PgBouncer (transaction mode) on loopback in a folder.
 #   source .ci/pg.sh; pg_up DIR PG_PORT BOUNCER_PORT; ...; pg_down DIR
-# PG_TLS=1 also turns TLS on (a self-signed certificate made in DIR): Postgres with `ssl = on`
+# PG_TLS=1 also turns TLS on (a throwaway CA and certificate made in DIR): Postgres with `ssl = on`
 # and PgBouncer accepting TLS from clients, both still taking plain connections too.
 # Installs them from Debian's packages when missing. Used by .ci/run and bench/.
 set -euo pipefail
@@ -13,6 +13,7 @@ pg_install() {
   [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15)
   command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
   command -v psql >/dev/null 2>&1 || need+=(postgresql-client-15)
+  if [ "${PG_TLS:-0}" = 1 ]; then command -v openssl >/dev/null 2>&1 || need+=(openssl); fi
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} from Debian packages"
     export DEBIAN_FRONTEND=noninteractive
