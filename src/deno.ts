@@ -29,6 +29,9 @@ declare const Deno: {
   exit(code: number): never;
 };
 
+/** How long a stop waits for the requests in hand before shutting down regardless. */
+const DRAIN_TIMEOUT_MS = 10_000;
+
 async function main() {
   const env = parseEnvOrExit(Deno.env.toObject());
   const logger = createLogger(env.LOG_LEVEL);
@@ -48,12 +51,33 @@ async function main() {
 
   const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
 
+  // Deno's shutdown() cuts the body of a request that is still arriving ("BadResource: Cannot
+  // read request body as underlying resource unavailable"), so a stop first lets the requests
+  // already being handled finish, answering new ones 503, and only then shuts the server down.
+  let inFlight = 0;
+  let draining = false;
+  let drained: (() => void) | undefined;
+  const handler = async (req: Request, info: DenoServeHandlerInfo) => {
+    if (draining) {
+      return Response.json(
+        { error: { message: "The server is shutting down; try again in a moment" } },
+        { status: 503, headers: { "retry-after": "1", connection: "close" } },
+      );
+    }
+    inFlight++;
+    try {
+      return await app.fetch(req, { socketAddress: info.remoteAddr.hostname });
+    } finally {
+      if (--inFlight === 0) drained?.();
+    }
+  };
+
   let server: DenoServer;
   try {
     server = Deno.serve(
       // onListen is replaced so Deno does not print its own "Listening on" line beside the JSON log.
       { hostname: env.HOST, port: env.PORT, onListen: () => {} },
-      (req, info) => app.fetch(req, { socketAddress: info.remoteAddr.hostname }),
+      handler,
     );
   } catch (error) {
     console.error(`Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`);
@@ -70,7 +94,16 @@ async function main() {
     stopping = true;
     logger.info("shutting down", { signal });
     stopJobs?.();
-    // shutdown(): no new connections, in-flight requests finish.
+    draining = true;
+    if (inFlight > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => (drained = resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_TIMEOUT_MS))),
+      ]);
+      clearTimeout(timer);
+    }
+    // shutdown(): no new connections; responses still being sent (streamed batches) finish.
     await server.shutdown();
     await handle.close().catch((error) => logger.error("closing the database failed", describeError(error)));
     Deno.exit(0);
