@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a throwaway Postgres 15 and PgBouncer (transaction mode) on loopback in a folder.
 #   source .ci/pg.sh; pg_up DIR PG_PORT BOUNCER_PORT; ...; pg_down DIR
+# PG_TLS=1 also turns TLS on (a throwaway CA and certificate made in DIR): Postgres with `ssl = on`
+# and PgBouncer accepting TLS from clients, both still taking plain connections too.
 # Installs them from Debian's packages when missing. Used by .ci/run and bench/.
 set -euo pipefail
 
@@ -11,6 +13,7 @@ pg_install() {
   [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15)
   command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
   command -v psql >/dev/null 2>&1 || need+=(postgresql-client-15)
+  if [ "${PG_TLS:-0}" = 1 ]; then command -v openssl >/dev/null 2>&1 || need+=(openssl); fi
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} from Debian packages"
     export DEBIAN_FRONTEND=noninteractive
@@ -46,10 +49,33 @@ synchronous_commit = off
 shared_preload_libraries = 'pg_stat_statements'
 timezone = 'UTC'
 CONF
+  if [ "${PG_TLS:-0}" = 1 ]; then
+    # A throwaway private CA and a certificate it signed for the name localhost: clients test
+    # `sslmode=require` (encrypted, certificate not checked: what Neon's documented URLs ask for)
+    # and `sslmode=verify-full` to localhost with DIR/ca.crt as the trusted root (to 127.0.0.1 it
+    # must fail: the certificate does not name that address).
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ci throwaway CA" \
+      -keyout "$dir/ca.key" -out "$dir/ca.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost\n' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+      -extfile "$dir/server.ext" -out "$dir/server.crt" >/dev/null 2>&1
+    chmod 600 "$dir/server.key"
+    if [ -n "$owner" ]; then chown "$owner" "$dir/server.key" "$dir/server.crt"; fi
+    cat >>"$dir/pgdata/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = '$dir/server.crt'
+ssl_key_file = '$dir/server.key'
+CONF
+  fi
   run_as "$PG_BIN/pg_ctl -D '$dir/pgdata' -l '$dir/postgres.log' -w start >/dev/null"
   # The pgbouncer.ini docs/operations.md documents: the design's "min 10, max 100" connections.
   sed -e "s|@DIR@|$dir|g" -e "s|@PGPORT@|$pgport|g" -e "s|@BPORT@|$bport|g" \
     "$(dirname "${BASH_SOURCE[0]}")/pgbouncer.ini" >"$dir/pgbouncer.ini"
+  if [ "${PG_TLS:-0}" = 1 ]; then
+    printf 'client_tls_sslmode = allow\nclient_tls_cert_file = %s\nclient_tls_key_file = %s\nserver_tls_sslmode = prefer\n' \
+      "$dir/server.crt" "$dir/server.key" >>"$dir/pgbouncer.ini"
+  fi
   echo '"postgres" ""' >"$dir/userlist.txt"
   if [ -n "$owner" ]; then chown "$owner" "$dir/pgbouncer.ini" "$dir/userlist.txt"; fi
   local bouncer; bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
