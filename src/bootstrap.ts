@@ -9,13 +9,14 @@ import { products } from "./db/schema";
 import { seedAdmin, seedCatalog } from "./db/seed";
 import type { Env } from "./env";
 import type { Logger } from "./lib/logger";
+import type { StatementObserver } from "./observability/statements";
 
-export async function openDatabase(env: Env): Promise<DatabaseHandle> {
+export async function openDatabase(env: Env, statements?: StatementObserver): Promise<DatabaseHandle> {
   if (env.DATABASE_URL) {
-    return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE });
+    return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE, statements });
   }
   await mkdir(env.DATA_DIR, { recursive: true });
-  return createPgliteDatabase(join(env.DATA_DIR, "pgdata"));
+  return createPgliteDatabase(join(env.DATA_DIR, "pgdata"), statements);
 }
 
 /**

@@ -5,11 +5,17 @@ import { parseEnvOrExit } from "./env";
 import { createLogger, describeError } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
 import { startScheduler } from "./jobs/scheduler";
+import { createObservability } from "./observability";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
   const logger = createLogger(env.LOG_LEVEL);
-  const handle = await openDatabase(env);
+  const observability = createObservability(env, {
+    logger,
+    poolMax: env.DATABASE_URL ? env.DATABASE_POOL_MAX : 1,
+    processMetrics: true,
+  });
+  const handle = await openDatabase(env, observability.statements);
   try {
     await prepareDatabase(handle, env, logger);
   } catch (error) {
@@ -19,7 +25,7 @@ async function main() {
     process.exit(1);
   }
   const tokens = createTokenConfig(await resolveJwtSecret(env), env.SESSION_TTL_SECONDS);
-  const deps = { db: handle.db, env, logger, tokens, clock: () => new Date() };
+  const deps = { db: handle.db, env, logger, tokens, clock: () => new Date(), observability };
   const app = createApp(deps);
 
   const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
@@ -47,6 +53,7 @@ async function main() {
     // stop(false): no new connections, in-flight requests finish.
     await server.stop(false);
     await handle.close().catch((error) => logger.error("closing the database failed", describeError(error)));
+    await observability.shutdown().catch((error) => logger.error("flushing traces failed", describeError(error)));
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));

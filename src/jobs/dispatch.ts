@@ -55,6 +55,7 @@ export async function runClaimed(
   const base = { job: name, scheduledFor: minute.toISOString() };
   if (!(await claimJobRun(deps.db, name, minute, host))) {
     deps.logger.debug("job already claimed", base);
+    deps.observability?.metrics?.jobRun(name, "skipped", deps.clock());
     return { ...base, ran: false };
   }
   deps.logger.info("job started", base);
@@ -63,6 +64,7 @@ export async function runClaimed(
     deps.logger.error("recording the job run failed", { ...base, ...describeError(error) }),
   );
   deps.logger.info("job finished", { ...base, ok: report.ok });
+  deps.observability?.metrics?.jobRun(name, report.ok ? "ok" : "failed", deps.clock());
   return { ...base, ran: true, report };
 }
 

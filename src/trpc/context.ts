@@ -2,6 +2,7 @@ import type { Database } from "../db/client";
 import type { Env } from "../env";
 import type { Logger } from "../lib/logger";
 import type { TokenConfig } from "../lib/tokens";
+import type { Observability } from "../observability";
 
 /** What the app is built from: one per process (Bun) or per request (Worker). */
 export interface AppDeps {
@@ -11,6 +12,8 @@ export interface AppDeps {
   tokens: TokenConfig;
   /** The current time; tests drive it to cross the throttle window without sleeping. */
   clock: () => Date;
+  /** Metrics, traces and the slow-statement log, where the host switched them on. */
+  observability?: Observability;
 }
 
 export interface Context extends AppDeps {

@@ -1,5 +1,6 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { describeError } from "../lib/logger";
+import { currentTraceId } from "../observability/trace-id";
 import { appRouter, type AppRouter } from "../routers";
 import { bearerToken, clientAddressOf, type AppDeps } from "./context";
 
@@ -37,7 +38,7 @@ export function trpcHandlerOptions(
     onError({ error, path }) {
       // Only server faults are logged with detail; client errors are in the request log line.
       if (error.code === "INTERNAL_SERVER_ERROR") {
-        deps.logger.error("procedure failed", { requestId, path, ...describeError(error.cause ?? error) });
+        deps.logger.error("procedure failed", { requestId, traceId: currentTraceId(), path, ...describeError(error.cause ?? error) });
       }
     },
   };
