@@ -49,11 +49,19 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     for (const name of MISNAMED_DEFAULT_METRICS) registry.removeSingleMetric(name);
   }
 
-  const requests = new Counter({
+  // Counted in plain numbers on the request path and handed to prom-client at scrape time.
+  const requestCounts = new Map<string, { procedure: string; status: StatusClass; n: number; exported: number }>();
+  new Counter({
     name: "http_requests_total",
     help: "HTTP requests served, by tRPC procedure (or route) and status class",
     labelNames: ["procedure", "status"] as const,
     registers,
+    collect() {
+      for (const c of requestCounts.values()) {
+        if (c.n > c.exported) this.inc({ procedure: c.procedure, status: c.status }, c.n - c.exported);
+        c.exported = c.n;
+      }
+    },
   });
   const requestSeconds = new Histogram({
     name: "http_request_duration_seconds",
@@ -134,7 +142,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   for (const o of LOGIN_OUTCOMES) logins.labels(o).inc(0);
 
   // Label children are cached: prom-client hashes the label set on every call otherwise.
-  const requestChildren = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
+  const requestChildren = new Map<string, { count: { n: number }; seconds: { observe(v: number): void } }>();
   const statementChildren = new Map<string, { observe(v: number): void }>();
 
   return {
@@ -145,10 +153,12 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       const key = `${procedure} ${cls}`;
       let child = requestChildren.get(key);
       if (!child) {
-        child = { count: requests.labels(procedure, cls), seconds: requestSeconds.labels(procedure, cls) };
+        const count = { procedure, status: cls, n: 0, exported: 0 };
+        requestCounts.set(key, count);
+        child = { count, seconds: requestSeconds.labels(procedure, cls) };
         requestChildren.set(key, child);
       }
-      child.count.inc();
+      child.count.n++;
       child.seconds.observe(seconds);
     },
     statement(operation, seconds) {

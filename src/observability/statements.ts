@@ -45,11 +45,19 @@ export function statementShape(text: string): string {
 
 const OPERATIONS = new Set(["select", "insert", "update", "delete", "with", "begin", "commit", "rollback", "savepoint", "release"]);
 
+const operations = new Map<string, string>();
+
 /** The statement's first keyword, from a closed set (a bounded metric label). */
 export function statementOperation(text: string): string {
-  const m = /^\s*(?:\(\s*)?([A-Za-z]+)/.exec(text);
-  const word = m ? m[1].toLowerCase() : "";
-  return OPERATIONS.has(word) ? word : "other";
+  let op = operations.get(text);
+  if (op === undefined) {
+    const m = /^\s*(?:\(\s*)?([A-Za-z]+)/.exec(text);
+    const word = m ? m[1].toLowerCase() : "";
+    op = OPERATIONS.has(word) ? word : "other";
+    if (operations.size >= SHAPE_CACHE_MAX) operations.clear();
+    operations.set(text, op);
+  }
+  return op;
 }
 
 export function createStatementObserver(opts: StatementObserverOptions): StatementObserver {
@@ -71,19 +79,22 @@ export function createStatementObserver(opts: StatementObserverOptions): Stateme
     }
   };
 
-  const timed = async <T>(text: string, execute: () => Promise<T>, rowsOf: (r: T) => number | undefined): Promise<T> => {
+  // Not an async function: one promise reaction per statement, not an extra frame and promise.
+  const timed = <T>(text: string, execute: () => Promise<T>, rowsOf: (r: T) => number | undefined): Promise<T> => {
     const started = performance.now();
     if (inFlight) inFlight.statements++;
-    try {
-      const result = await execute();
-      finish(text, started, rowsOf(result));
-      return result;
-    } catch (error) {
-      finish(text, started, undefined);
-      throw error;
-    } finally {
-      if (inFlight) inFlight.statements--;
-    }
+    return execute().then(
+      (result) => {
+        if (inFlight) inFlight.statements--;
+        finish(text, started, rowsOf(result));
+        return result;
+      },
+      (error: unknown) => {
+        if (inFlight) inFlight.statements--;
+        finish(text, started, undefined);
+        throw error;
+      },
+    );
   };
 
   if (!tracer) return { run: timed };
