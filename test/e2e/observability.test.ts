@@ -161,26 +161,6 @@ describe("GET /metrics", () => {
   });
 });
 
-describe("METRICS=false", () => {
-  let server: RunningServer | undefined;
-  afterAll(async () => {
-    await server?.stop();
-    await removeDataDir(server?.dataDir);
-  });
-
-  test("no /metrics at all; without OTEL_EXPORTER_OTLP_ENDPOINT log lines carry no traceId", async () => {
-    server = await startServer({ env: { METRICS: "false" } });
-    expect((await fetch(`${server.baseUrl}/metrics`)).status).toBe(404);
-    await fetch(`${server.baseUrl}/health`, { headers: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" } });
-    const lines = server.output().split("\n").filter((l) => l.includes('"msg":"request"'));
-    expect(lines.length).toBeGreaterThanOrEqual(2);
-    for (const l of lines) {
-      expect(JSON.parse(l).requestId).toBeString();
-      expect(JSON.parse(l).traceId).toBeUndefined();
-    }
-  });
-});
-
 interface OtlpSpan {
   traceId: string;
   spanId: string;

@@ -157,3 +157,39 @@ describe("error lines and traces (security)", () => {
     expect(JSON.stringify(trace)).not.toContain("closed");
   });
 });
+
+describe("job metrics", () => {
+  test("runs are counted by job and outcome, a claimed minute as skipped, and the last success is the run's time", async () => {
+    const { createScheduler } = await import("../../src/jobs/scheduler");
+    const metrics = createMetrics({ poolMax: 1 });
+    const at = new Date("2031-03-05T10:15:00.000Z"); // a minute no other test claims
+    const deps = { ...createTestDeps(handle.db, { clock: () => at }), handle, observability: { metrics } as Observability };
+    const scheduler = createScheduler(deps, { host: "obs-test", jobs: [{ name: "prune-sessions", cron: "*/15 * * * *", bunOnly: false }] });
+    expect((await scheduler.tick(at)).map((r) => r.ran)).toEqual([true]);
+    expect((await scheduler.tick(at)).map((r) => r.ran)).toEqual([false]);
+    const text = (await metrics.render()).body;
+    expect(text).toContain('job_runs_total{job="prune-sessions",outcome="ok"} 1');
+    expect(text).toContain('job_runs_total{job="prune-sessions",outcome="skipped"} 1');
+    expect(text).toContain(`job_last_success_timestamp_seconds{job="prune-sessions"} ${at.getTime() / 1000}`);
+    expect(text).not.toContain('job_runs_total{job="prune-sessions",outcome="failed"}');
+  });
+});
+
+describe("METRICS=false (in process)", () => {
+  test("no /metrics route; without OTEL_EXPORTER_OTLP_ENDPOINT log lines carry requestId and no traceId", async () => {
+    const { logger, lines } = captureLog();
+    const obs = createObservability(env({ METRICS: false }), { logger, poolMax: 1, processMetrics: false });
+    expect(obs.metrics).toBeUndefined();
+    expect(obs.tracing).toBeUndefined();
+    const app = createApp({ ...createTestDeps(handle.db), logger, observability: obs });
+    expect((await app.request("/metrics")).status).toBe(404);
+    const health = await app.request("/health", { headers: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" } });
+    expect(health.status).toBe(200);
+    const requests = lines.filter((l) => l.msg === "request");
+    expect(requests.length).toBe(2);
+    for (const l of requests) {
+      expect(typeof l.requestId).toBe("string");
+      expect("traceId" in l).toBe(false);
+    }
+  });
+});
