@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
+import { metricsRoute, observeRequests } from "./observability/http";
 import { answerSingleQuery } from "./trpc/query-fast-path";
 import { appRouter } from "./routers";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
@@ -13,7 +14,7 @@ export { MAX_BATCH_SIZE } from "./trpc/handler";
 const HEALTH_TIMEOUT_MS = 2000;
 
 type HostBindings = { socketAddress?: string };
-type Variables = { requestId: string };
+type Variables = { requestId: string; traceId?: string };
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -46,8 +47,15 @@ export function createApp(deps: AppDeps) {
       path: c.req.path,
       status: c.res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
+      traceId: c.get("traceId"),
     });
   });
+
+  // Metrics and traces (src/observability); GET /metrics where the host serves them.
+  if (deps.observability) {
+    app.use("*", observeRequests(deps.observability));
+    app.get("/metrics", metricsRoute(deps.observability));
+  }
 
   app.get("/health", async (c) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -60,7 +68,7 @@ export function createApp(deps: AppDeps) {
       ]);
       return c.json({ status: "ok", db: "ok" });
     } catch (error) {
-      deps.logger.warn("health check failed", { requestId: c.get("requestId"), ...describeError(error), stack: undefined });
+      deps.logger.warn("health check failed", { requestId: c.get("requestId"), traceId: c.get("traceId"), ...describeError(error), stack: undefined });
       return c.json({ status: "degraded", db: "down" }, 503);
     } finally {
       clearTimeout(timer);
@@ -78,7 +86,7 @@ export function createApp(deps: AppDeps) {
 
   app.notFound((c) => c.json({ error: { message: "Not found" } }, 404));
   app.onError((error, c) => {
-    deps.logger.error("unhandled error", { requestId: c.get("requestId"), ...describeError(error) });
+    deps.logger.error("unhandled error", { requestId: c.get("requestId"), traceId: c.get("traceId"), ...describeError(error) });
     return c.json({ error: { message: "Something went wrong on our side; try again later" } }, 500);
   });
 

@@ -12,19 +12,23 @@ import { seedCatalog } from "./db/seed";
 import { ensureAdmin } from "./services/auth";
 import type { Env } from "./env";
 import type { Logger } from "./lib/logger";
+import type { StatementObserver } from "./observability/statements";
 
 /**
  * The database this process runs on. The embedded one is opened only after this process holds
  * DATA_DIR's lock (src/db/data-dir-lock.ts), and closing the handle releases it; a DATA_DIR held
  * by another process throws DataDirBusyError before anything under it is touched.
  */
-export async function openDatabase(env: Env, opts: { command?: string } = {}): Promise<DatabaseHandle> {
+export async function openDatabase(
+  env: Env,
+  opts: { command?: string; statements?: StatementObserver } = {},
+): Promise<DatabaseHandle> {
   if (env.DATABASE_URL) {
-    return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE });
+    return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE, statements: opts.statements });
   }
-  const lock = await acquireDataDirLock(env.DATA_DIR, opts);
+  const lock = await acquireDataDirLock(env.DATA_DIR, { command: opts.command });
   try {
-    const handle = await createPgliteDatabase(join(env.DATA_DIR, "pgdata"));
+    const handle = await createPgliteDatabase(join(env.DATA_DIR, "pgdata"), opts.statements);
     return {
       ...handle,
       lock,

@@ -3,6 +3,7 @@ import type { Database, DatabaseHandle } from "./db/client";
 import type { Env } from "./env";
 import { createLogger, type Logger } from "./lib/logger";
 import { createTokenConfig, type TokenConfig } from "./lib/tokens";
+import type { Observability } from "./observability";
 
 /** One per process (Bun host, CLI) or per invocation (Worker). */
 export interface AppDeps {
@@ -12,6 +13,8 @@ export interface AppDeps {
   tokens: TokenConfig;
   /** The current time; tests drive it to cross the throttle window without sleeping. */
   clock: () => Date;
+  /** Metrics, traces and the slow-statement log, where the host switched them on. */
+  observability?: Observability;
 }
 
 /** The jobs also need the handle: the backups reach the engine (pg_dump URL, PGlite's dump). */
@@ -24,6 +27,7 @@ export interface DepsOverrides {
   jwtSecret?: string;
   logger?: Logger;
   clock?: () => Date;
+  observability?: Observability;
 }
 
 /**
@@ -40,5 +44,6 @@ export function createDeps(env: Env, handle: DatabaseHandle, overrides: DepsOver
     logger: overrides.logger ?? createLogger(env.LOG_LEVEL),
     tokens: createTokenConfig(secret, env.SESSION_TTL_SECONDS),
     clock: overrides.clock ?? (() => new Date()),
+    ...(overrides.observability ? { observability: overrides.observability } : {}),
   };
 }

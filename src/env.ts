@@ -40,6 +40,19 @@ const postgresUrlNamed = (name: string) => v.pipe(
 );
 const postgresUrl = postgresUrlNamed("DATABASE_URL");
 
+const httpUrl = (name: string) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => {
+      try {
+        const u = new URL(s);
+        return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+      } catch {
+        return false;
+      }
+    }, `${name} must be an http:// or https:// URL`),
+  );
+
 const EnvSchema = v.pipe(
   v.object({
     DATABASE_URL: v.optional(postgresUrl),
@@ -65,6 +78,12 @@ const EnvSchema = v.pipe(
     TRUST_PROXY: flag("TRUST_PROXY", false),
     JOBS: flag("JOBS", true),
     LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "LOG_LEVEL must be debug, info, warn or error"), "info"),
+    // Observability (docs/operations.md#observability).
+    METRICS: flag("METRICS", true),
+    METRICS_TOKEN: v.optional(v.pipe(v.string(), v.regex(/^[\x21-\x7e]{16,256}$/, "METRICS_TOKEN must be 16 to 256 printable characters without spaces"))),
+    LOG_SLOW_QUERY_MS: integer("LOG_SLOW_QUERY_MS", 0, 3_600_000, 500),
+    OTEL_EXPORTER_OTLP_ENDPOINT: v.optional(httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT")),
+    OTEL_SERVICE_NAME: v.optional(v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")), "commerce-backend"),
   }),
   v.check(
     (e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined),

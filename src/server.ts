@@ -7,6 +7,7 @@ import { createLogger, describeError } from "./lib/logger";
 import { createDeps } from "./deps";
 import { startScheduler } from "./jobs/scheduler";
 import { serveJobsThroughLock } from "./jobs/remote";
+import { createObservability } from "./observability";
 
 /** One line on stderr, exit 1: every start-up failure an operator can fix ends here. */
 function stop(message: string): never {
@@ -17,7 +18,14 @@ function stop(message: string): never {
 async function main() {
   const env = parseEnvOrExit(process.env);
   const logger = createLogger(env.LOG_LEVEL);
-  const handle = await openDatabase(env, { command: "server" }).catch((error) => stop(operatorMessage(error, env)));
+  const observability = createObservability(env, {
+    logger,
+    poolMax: env.DATABASE_URL ? env.DATABASE_POOL_MAX : 1,
+    processMetrics: true,
+  });
+  const handle = await openDatabase(env, { command: "server", statements: observability.statements }).catch((error) =>
+    stop(operatorMessage(error, env)),
+  );
   try {
     await prepareDatabase(handle, env, logger);
   } catch (error) {
@@ -25,7 +33,7 @@ async function main() {
     await handle.close().catch(() => {});
     stop(`Cannot start: ${where} is not usable: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger });
+  const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger, observability });
   const app = createApp(deps);
 
   let server;
@@ -57,6 +65,7 @@ async function main() {
     // stop(false): no new connections, in-flight requests finish.
     await server.stop(false);
     await handle.close().catch((error) => logger.error("closing the database failed", describeError(error)));
+    await observability.shutdown().catch((error) => logger.error("flushing traces failed", describeError(error)));
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));

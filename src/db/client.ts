@@ -3,6 +3,7 @@ import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { SQL } from "drizzle-orm";
 import { allowServerPrepare } from "./prepared";
 import * as schema from "./schema";
+import type { StatementObserver } from "../observability/statements";
 
 export type Schema = typeof schema;
 /** What every service takes first: a Drizzle database or transaction on either driver. */
@@ -24,6 +25,8 @@ export interface PostgresOptions {
   url: string;
   poolMax: number;
   prepare: boolean;
+  /** Times (and traces) every statement Drizzle sends; absent, the client is used as it is. */
+  statements?: StatementObserver;
 }
 
 /** postgres.js behind Drizzle. Nothing connects until the first query. */
@@ -40,18 +43,20 @@ export async function createPostgresDatabase(opts: PostgresOptions): Promise<Dat
     max_lifetime: 60 * 30,
     onnotice: () => {},
   });
-  const db = drizzle(sql, { schema }) as unknown as Database;
+  const client = opts.statements ? await observed((m) => m.observePostgresClient(sql, opts.statements!)) : sql;
+  const db = drizzle(client, { schema }) as unknown as Database;
   if (opts.prepare) allowServerPrepare(db);
   return { db, kind: "postgres", sql, close: () => sql.end({ timeout: 5 }) };
 }
 
 /** The embedded default: PGlite persisted under `dataDir` (in memory when `dataDir` is undefined). */
-export async function createPgliteDatabase(dataDir: string | undefined): Promise<DatabaseHandle> {
+export async function createPgliteDatabase(dataDir: string | undefined, statements?: StatementObserver): Promise<DatabaseHandle> {
   const { PGlite } = await import("@electric-sql/pglite");
   const { pg_trgm } = await import("@electric-sql/pglite/contrib/pg_trgm");
   const { drizzle } = await import("drizzle-orm/pglite");
   const pglite = await PGlite.create({ dataDir, extensions: { pg_trgm } });
-  const db = drizzle(pglite, { schema }) as unknown as Database;
+  const client = statements ? await observed((m) => m.observePgliteClient(pglite, statements)) : pglite;
+  const db = drizzle(client, { schema }) as unknown as Database;
   return { db, kind: "pglite", pglite, close: () => pglite.close() };
 }
 
@@ -60,3 +65,7 @@ export async function queryRows<T extends Record<string, unknown>>(db: Database,
   const result = (await db.execute(query)) as unknown;
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
+
+// Loaded only when statements are observed, so a host without observability never imports it.
+const observed = async <T>(use: (m: typeof import("../observability/statements")) => T): Promise<T> =>
+  use(await import("../observability/statements"));

@@ -71,6 +71,7 @@ export async function runClaimed(
   const claim = await claimJobRun(deps.db, name, minute, host, leaseMs);
   if (!claim.claimed) {
     deps.logger.debug("job not run here", { ...base, reason: claim.reason, holder: claim.holder });
+    deps.observability?.metrics?.jobRun(name, "skipped", deps.clock());
     return { ...base, ran: false, skipped: claim.reason };
   }
   if (claim.takenOverFrom) deps.logger.warn("job run taken over: its host stopped renewing the lease", { ...base, from: claim.takenOverFrom });
@@ -94,6 +95,7 @@ export async function runClaimed(
     deps.logger.error("recording the job run failed", { ...base, ...describeError(error) }),
   );
   deps.logger.info("job finished", { ...base, ok: report.ok });
+  deps.observability?.metrics?.jobRun(name, report.ok ? "ok" : "failed", deps.clock());
   return { ...base, ran: true, report, ...(claim.takenOverFrom ? { takenOverFrom: claim.takenOverFrom } : {}) };
 }
 

@@ -1,5 +1,6 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { describeError } from "../lib/logger";
+import { currentTraceId } from "../observability/trace-id";
 import type { AppRouter } from "../routers";
 import type { AppDeps } from "../deps";
 import { bearerToken, clientAddressOf } from "./context";
@@ -40,7 +41,7 @@ export function trpcHandlerOptions(
     onError({ error, path }) {
       // Only server faults are logged with detail; client errors are in the request log line.
       if (error.code === "INTERNAL_SERVER_ERROR") {
-        deps.logger.error("procedure failed", { requestId, path, ...describeError(error.cause ?? error) });
+        deps.logger.error("procedure failed", { requestId, traceId: currentTraceId(), path, ...describeError(error.cause ?? error) });
       }
     },
   };

@@ -32,7 +32,12 @@ const domainErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(domainErrors);
+/** Outermost, so its span and counters see the final outcome (auth and input errors included). */
+const observed = t.middleware(({ ctx, path, type, next }) =>
+  ctx.observability ? ctx.observability.procedure({ path, type, requestId: ctx.requestId }, next) : next(),
+);
+
+export const publicProcedure = t.procedure.use(observed).use(domainErrors);
 
 /** Narrows `ctx.user`: the token is valid and its session row is alive. */
 export const protectedProcedure = publicProcedure.use(async ({ ctx, next }) => {

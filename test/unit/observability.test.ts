@@ -1,0 +1,87 @@
+import { describe, expect, test } from "bun:test";
+import { EnvError, parseEnv } from "../../src/env";
+import { procedureLabel } from "../../src/observability/labels";
+import { createMetrics, statusClass } from "../../src/observability/metrics";
+import { statementOperation, statementShape } from "../../src/observability/statements";
+
+describe("observability: happy path", () => {
+  test("env defaults: metrics on, tracing off, slow statements above 500 ms", () => {
+    const env = parseEnv({});
+    expect(env.METRICS).toBe(true);
+    expect(env.METRICS_TOKEN).toBeUndefined();
+    expect(env.LOG_SLOW_QUERY_MS).toBe(500);
+    expect(env.OTEL_EXPORTER_OTLP_ENDPOINT).toBeUndefined();
+    expect(env.OTEL_SERVICE_NAME).toBe("commerce-backend");
+    const set = parseEnv({ METRICS: "false", LOG_SLOW_QUERY_MS: "0", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" });
+    expect([set.METRICS, set.LOG_SLOW_QUERY_MS, set.OTEL_EXPORTER_OTLP_ENDPOINT]).toEqual([false, 0, "http://127.0.0.1:4318"]);
+  });
+
+  test("procedure labels are router names, batch, known routes or other", () => {
+    expect(procedureLabel("/trpc/products.byId")).toBe("products.byId");
+    expect(procedureLabel("/trpc/orders.create")).toBe("orders.create");
+    expect(procedureLabel("/trpc/products.byId,products.list")).toBe("batch");
+    expect(procedureLabel("/health")).toBe("/health");
+    expect(procedureLabel("/metrics")).toBe("/metrics");
+  });
+
+  test("statement shapes keep placeholders and drop literals; operations come from a closed set", () => {
+    expect(statementShape(`select "id"\n  from "products" where "id" = $1 limit $2`)).toBe(`select "id" from "products" where "id" = $1 limit $2`);
+    expect(statementShape("select 'a@b.example' as e, 42, x1, \"t2\".c from t where n > 3.5")).toBe(
+      "select '?' as e, ?, x1, \"t2\".c from t where n > ?",
+    );
+    expect(statementOperation("  WITH input as (select 1) select 2")).toBe("with");
+    expect(statementOperation("insert into x values ($1)")).toBe("insert");
+    expect(statementOperation("vacuum analyze")).toBe("other");
+    expect([statusClass(200), statusClass(302), statusClass(404), statusClass(503)]).toEqual(["2xx", "3xx", "4xx", "5xx"]);
+  });
+
+  test("metrics render every outcome from zero, and count what they are told", async () => {
+    const m = createMetrics({ poolMax: 4 });
+    m.request("products.byId", 200, 0.004);
+    m.request("products.byId", 404, 0.002);
+    m.order("stock");
+    m.login("throttled");
+    m.jobRun("prune-sessions", "ok", new Date("2026-12-01T00:00:00Z"));
+    m.inFlight.statements = 6;
+    const { body, contentType } = await m.render();
+    expect(contentType).toContain("text/plain");
+    expect(body).toContain('http_requests_total{procedure="products.byId",status="2xx"} 1');
+    expect(body).toContain('http_requests_total{procedure="products.byId",status="4xx"} 1');
+    expect(body).toContain('http_request_duration_seconds_bucket{le="0.005",procedure="products.byId",status="2xx"} 1');
+    expect(body).toContain('orders_create_total{outcome="stock"} 1');
+    expect(body).toContain('orders_create_total{outcome="replayed"} 0');
+    expect(body).toContain('auth_login_total{outcome="throttled"} 1');
+    expect(body).toContain('job_runs_total{job="prune-sessions",outcome="ok"} 1');
+    expect(body).toContain('job_last_success_timestamp_seconds{job="prune-sessions"} 1796083200');
+    expect(body).toContain("db_pool_max_connections 4");
+    expect(body).toContain("db_statements_waiting 2");
+  });
+});
+
+describe("observability: errors", () => {
+  const refused = (env: Record<string, string>) => {
+    try {
+      parseEnv(env);
+    } catch (error) {
+      expect(error).toBeInstanceOf(EnvError);
+      return (error as Error).message;
+    }
+    throw new Error("accepted");
+  };
+  test("bad values are refused naming the variable, never echoing a token", () => {
+    expect(refused({ METRICS: "yes" })).toContain("METRICS must be true or false");
+    expect(refused({ LOG_SLOW_QUERY_MS: "-1" })).toContain("LOG_SLOW_QUERY_MS");
+    expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" })).toContain("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL");
+    const message = refused({ METRICS_TOKEN: "short-token" });
+    expect(message).toContain("METRICS_TOKEN must be 16 to 256");
+    expect(message).not.toContain("short-token");
+  });
+});
+
+describe("observability: security", () => {
+  test("client-made paths never become labels", () => {
+    for (const path of ["/trpc/someone@example.com", "/trpc/products.byId/../x", "/trpc/" + crypto.randomUUID(), "/users/42", "/trpc/"]) {
+      expect(procedureLabel(path)).toBe("other");
+    }
+  });
+});
