@@ -5,6 +5,7 @@ import { parseEnvOrExit } from "./env";
 import { createLogger, describeError } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
 import { startScheduler } from "./jobs/scheduler";
+import { standaloneScriptFromNodeModules } from "./reference";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
@@ -20,7 +21,9 @@ async function main() {
   }
   const tokens = createTokenConfig(await resolveJwtSecret(env), env.SESSION_TTL_SECONDS);
   const deps = { db: handle.db, env, logger, tokens, clock: () => new Date() };
-  const app = createApp(deps);
+  const app = createApp(deps, {
+    referenceScript: standaloneScriptFromNodeModules((s) => Bun.resolveSync(s, import.meta.dir), (p) => Bun.file(p)),
+  });
 
   const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
 
