@@ -46,9 +46,11 @@ export function corsFor(origins: readonly string[]): MiddlewareHandler | undefin
     maxAge: 600,
   });
   return async (c, next) => {
-    if (allowed.has(c.req.header("origin") ?? "")) await handler(c, next);
-    else await next();
+    // A preflight is answered by the cors middleware itself, as a Response of its own.
+    const preflight = allowed.has(c.req.header("origin") ?? "") ? await handler(c, next) : await next();
+    const res = preflight instanceof Response ? preflight : c.res;
     // The answer differs by Origin, so a shared cache must not hand one origin's copy to another.
-    if (!c.res.headers.get("vary")?.includes("Origin")) c.res.headers.append("Vary", "Origin");
+    if (!res.headers.get("vary")?.includes("Origin")) res.headers.append("Vary", "Origin");
+    return preflight instanceof Response ? preflight : undefined;
   };
 }
