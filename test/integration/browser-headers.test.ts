@@ -10,7 +10,8 @@ setDefaultTimeout(60_000);
 
 const handle = await getTestDatabase();
 const ALLOWED = "http://127.0.0.1:5173";
-const deps = createTestDeps(handle.db, { env: { CORS_ORIGINS: [ALLOWED, "https://shop.example.com"] } });
+const base = createTestDeps(handle.db);
+const deps = { ...base, env: { ...base.env, CORS_ORIGINS: [ALLOWED, "https://shop.example.com"] } };
 const app = createApp(deps);
 
 const preflight = (origin: string, method = "POST") =>
