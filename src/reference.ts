@@ -17,6 +17,8 @@ export function mountReference(app: Hono<any>, script: ReferenceScript | undefin
   app.get(OPENAPI_PATH, (c) => c.json(openApiDocument()));
   if (!script) return;
 
+  // Browsers ask for it on every page; a 404 there is a console error on the reference page.
+  app.get("/favicon.ico", (c) => c.body(null, 204));
   app.get(SCRIPT_PATH, async (c) => {
     c.header("content-type", "text/javascript; charset=utf-8");
     c.header("cache-control", "public, max-age=3600");
@@ -32,6 +34,7 @@ export function mountReference(app: Hono<any>, script: ReferenceScript | undefin
       telemetry: false,
       hideClientButton: true,
       showDeveloperTools: "never",
+      defaultOpenAllTags: true,
     })(c, next),
   );
 }
