@@ -9,6 +9,8 @@ import { startServer, unusedPort, type RunningServer } from "../support/server";
 import { CHROMIUM, launchChromium } from "./chromium";
 
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
+// .ci/run installs it; in CI a missing browser is a failure, not a skip.
+if (process.env.CI && !HAVE_CHROMIUM) throw new Error(`No Chromium at ${CHROMIUM}: apt-get install chromium`);
 const SETUP_MS = 180_000;
 
 let api: RunningServer | undefined;
