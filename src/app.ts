@@ -8,18 +8,25 @@ import { answerSingleQuery } from "./trpc/query-fast-path";
 import { appRouter } from "./routers";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
 import type { AppDeps } from "./deps";
+import { corsFor, securityHeaders } from "./browser";
+import { mountReference, type ReferenceScript } from "./reference";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 export { MAX_BATCH_SIZE } from "./trpc/handler";
 const HEALTH_TIMEOUT_MS = 2000;
 
 type HostBindings = { socketAddress?: string };
-type Variables = { requestId: string; traceId?: string };
+type Variables = { requestId: string; traceId?: string; secureHeadersNonce?: string };
+
+/** What differs between hosts beyond the deps: the Bun host can serve the /docs page's script. */
+export interface AppOptions {
+  referenceScript?: ReferenceScript;
+}
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** The one app factory: the Bun host and the Worker both serve exactly this. */
-export function createApp(deps: AppDeps) {
+export function createApp(deps: AppDeps, options: AppOptions = {}) {
   const app = new Hono<{ Bindings: HostBindings; Variables: Variables }>();
 
   // GET and HEAD bodies are never read, so only other methods pay for the size check.
@@ -56,6 +63,10 @@ export function createApp(deps: AppDeps) {
     app.use("*", observeRequests(deps.observability));
     app.get("/metrics", metricsRoute(deps.observability));
   }
+  // Browsers: security headers on every answer; CORS only for the origins in CORS_ORIGINS.
+  app.use("*", securityHeaders);
+  const corsMiddleware = corsFor(deps.env.CORS_ORIGINS);
+  if (corsMiddleware) app.use("*", corsMiddleware);
 
   app.get("/health", async (c) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -74,6 +85,9 @@ export function createApp(deps: AppDeps) {
       clearTimeout(timer);
     }
   });
+
+  // The API described: GET /openapi.json, and GET /docs where the host serves its script.
+  mountReference(app, options.referenceScript);
 
   app.all(`${TRPC_ENDPOINT}/*`, async (c) => {
     const options = trpcHandlerOptions(appRouter, deps, {

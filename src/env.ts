@@ -53,6 +53,27 @@ const httpUrl = (name: string) =>
     }, `${name} must be an http:// or https:// URL`),
   );
 
+// CORS_ORIGINS: comma-separated origins (scheme://host[:port], nothing after it) that browsers
+// may call the API from. Unset or empty: no cross-origin access.
+const CORS_MESSAGE = "CORS_ORIGINS must be comma-separated origins such as https://shop.example.com,http://localhost:5173";
+const corsOrigins = v.optional(
+  v.pipe(
+    v.string(),
+    v.transform((s) => s.split(",").map((o) => o.trim()).filter((o) => o !== "")),
+    v.check((list) => list.every(isOrigin), CORS_MESSAGE),
+  ),
+  "",
+);
+
+function isOrigin(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.origin === s;
+  } catch {
+    return false;
+  }
+}
+
 const EnvSchema = v.pipe(
   v.object({
     DATABASE_URL: v.optional(postgresUrl),
@@ -77,6 +98,7 @@ const EnvSchema = v.pipe(
     SEED: v.optional(v.picklist(["true", "false", "1", "0"], "SEED must be true or false")),
     TRUST_PROXY: flag("TRUST_PROXY", false),
     JOBS: flag("JOBS", true),
+    CORS_ORIGINS: corsOrigins,
     LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "LOG_LEVEL must be debug, info, warn or error"), "info"),
     // Observability (docs/operations.md#observability).
     METRICS: flag("METRICS", true),

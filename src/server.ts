@@ -14,6 +14,7 @@ function stop(message: string): never {
   console.error(message);
   process.exit(1);
 }
+import { standaloneScriptFromNodeModules } from "./reference";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
@@ -34,7 +35,9 @@ async function main() {
     stop(`Cannot start: ${where} is not usable: ${error instanceof Error ? error.message : String(error)}`);
   }
   const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger, observability });
-  const app = createApp(deps);
+  const app = createApp(deps, {
+    referenceScript: standaloneScriptFromNodeModules((s) => Bun.resolveSync(s, import.meta.dir), (p) => Bun.file(p)),
+  });
 
   let server;
   try {
