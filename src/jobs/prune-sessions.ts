@@ -1,4 +1,7 @@
+import { pruneAuditEvents } from "../services/audit";
 import { pruneExpiredThrottles } from "../services/login-throttle";
+import { pruneExpiredAccountTokens } from "../services/account-tokens";
+import { pruneMailOutbox } from "../services/mail";
 import { PRUNE_BATCH_SIZE, pruneExpiredSessions, pruneOldJobRuns } from "../services/sessions";
 import type { JobDeps, JobReport } from "./types";
 
@@ -7,6 +10,9 @@ export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SI
   const sessions = await pruneExpiredSessions(deps.db, now, batchSize);
   const loginThrottleRows = await pruneExpiredThrottles(deps.db, now, batchSize);
   const jobRuns = await pruneOldJobRuns(deps.db, now);
+  const auditEventsDeleted = await pruneAuditEvents(deps.db, now, deps.env.AUDIT_RETENTION_DAYS, batchSize);
+  const accountTokensDeleted = await pruneExpiredAccountTokens(deps.db, now);
+  const mailOutboxRowsDeleted = await pruneMailOutbox(deps.db, now);
   return {
     job: "prune-sessions",
     ok: true,
@@ -14,5 +20,8 @@ export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SI
     sessionBatches: sessions.batches,
     loginThrottleRowsDeleted: loginThrottleRows,
     jobRunsDeleted: jobRuns,
+    auditEventsDeleted,
+    accountTokensDeleted,
+    mailOutboxRowsDeleted,
   };
 }

@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import { boundedInt, limit, money, optionalInput, uuid } from "../lib/validation";
 import * as productService from "../services/products";
+import { auditContextOf } from "../trpc/context";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
 const noNul = (field: string) => v.check((s: string) => !s.includes("\0"), `${field} must not contain NUL characters`);
@@ -55,7 +56,7 @@ export const productsRouter = router({
         stock: v.optional(boundedInt("stock", 0, 1_000_000_000), 0),
       }),
     )
-    .mutation(({ ctx, input }) => productService.createProduct(ctx.db, input)),
+    .mutation(({ ctx, input }) => productService.createProduct(ctx.db, input, auditContextOf(ctx))),
 
   update: adminProcedure
     .input(
@@ -69,10 +70,14 @@ export const productsRouter = router({
       }),
     )
     .mutation(({ ctx, input }) =>
-      productService.updateProduct(ctx.db, { id: input.id, name: input.name, description: input.description, price: input.price }),
+      productService.updateProduct(
+        ctx.db,
+        { id: input.id, name: input.name, description: input.description, price: input.price },
+        auditContextOf(ctx),
+      ),
     ),
 
   delete: adminProcedure
     .input(v.object({ id: uuid("id") }))
-    .mutation(({ ctx, input }) => productService.deleteProduct(ctx.db, input.id)),
+    .mutation(({ ctx, input }) => productService.deleteProduct(ctx.db, input.id, auditContextOf(ctx))),
 });

@@ -2,6 +2,8 @@ import type { Database } from "../db/client";
 import type { Env } from "../env";
 import type { Logger } from "../lib/logger";
 import type { TokenConfig } from "../lib/tokens";
+import type { MailTransport } from "../mail/transport";
+import type { AuditContext } from "../services/audit";
 
 /** What the app is built from: one per process (Bun) or per request (Worker). */
 export interface AppDeps {
@@ -11,6 +13,8 @@ export interface AppDeps {
   tokens: TokenConfig;
   /** The current time; tests drive it to cross the throttle window without sleeping. */
   clock: () => Date;
+  /** Where mail goes; unset → built from env.MAIL_TRANSPORT (src/mail/transport.ts). */
+  mail?: MailTransport;
 }
 
 export interface Context extends AppDeps {
@@ -50,3 +54,8 @@ export function clientAddressOf(headers: Headers, socketAddress: string | undefi
 // An IPv6 address is at most 45 characters; a longer header value is junk, and must not make the
 // throttle's key (varchar(320)) overflow into a 500.
 const MAX_ADDRESS_LENGTH = 64;
+
+/** The audit trail's view of a request: who acted, from where, under which request id. */
+export function auditContextOf(ctx: Context & { user?: { id: string } }): AuditContext {
+  return { actorId: ctx.user?.id ?? null, ip: ctx.clientAddress, requestId: ctx.requestId, now: ctx.clock() };
+}

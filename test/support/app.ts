@@ -26,7 +26,8 @@ export function createTestClock(start = new Date()) {
 }
 
 export function createTestDeps(db: Database, overrides: Partial<AppDeps> & { env?: Partial<Env> } = {}): AppDeps {
-  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET }), ...overrides.env };
+  // Registration throttling is off here (suites register many accounts from one address); its own test turns it on.
+  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET, REGISTER_LIMIT_PER_HOUR: "0" }), ...overrides.env };
   return {
     db,
     env,
