@@ -34,6 +34,7 @@ export function createTestDeps(db: Database, overrides: Partial<AppDeps> & { env
     logger: silentLogger,
     tokens: overrides.tokens ?? createTokenConfig(TEST_JWT_SECRET, env.SESSION_TTL_SECONDS),
     clock: overrides.clock ?? (() => new Date()),
+    ...(overrides.mail ? { mail: overrides.mail } : {}),
   };
 }
 
