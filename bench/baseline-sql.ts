@@ -4,8 +4,8 @@
 // the report instead of silently making the comparison unfair. The pgbench scripts are built from
 // these texts too (bench/lib/pgbench.ts), so all three columns run the same SQL.
 
-/** protectedProcedure → authenticate(): the session row, its user, its token hash. */
-export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
+/** protectedProcedure → authenticate(): the session row, its user, its token hash, the disabled flag. */
+export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /** auth.login, step 1 (src/services/login-throttle.ts reserveLoginAttempt). */
 export const THROTTLE_RESERVE = `insert into login_throttle as t (key, failures, window_started_at, expires_at)

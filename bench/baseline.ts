@@ -171,13 +171,13 @@ async function authenticate(req: Request): Promise<Caller> {
   } catch {
     throw new Failure("UNAUTHORIZED", "The access token is invalid or expired: sign in again");
   }
-  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string }[]>(SESSION_LOOKUP, [
+  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string; disabled: boolean | null }[]>(SESSION_LOOKUP, [
     sessionId,
     userId,
     toDbTime(now),
     1,
   ]);
-  if (!row || !digestsEqual(row.token_hash, await hashToken(token))) {
+  if (!row || row.disabled === true || !digestsEqual(row.token_hash, await hashToken(token))) {
     throw new Failure("UNAUTHORIZED", "The session has ended: sign in again");
   }
   return { id: row.id, email: row.email, role: row.role, sessionId };

@@ -24,6 +24,7 @@ export async function runDeliverMail(deps: AppDeps): Promise<JobReport> {
  * it misses, the scheduled job picks up.
  */
 export function deliverMailSoon(deps: AppDeps): void {
+  if (deps.mailAfterCommit === false) return;
   setTimeout(() => {
     runDeliverMail(deps).catch((error) => deps.logger.warn("mail delivery after commit failed", describeError(error)));
   }, 0);

@@ -15,6 +15,8 @@ export interface AppDeps {
   clock: () => Date;
   /** Where mail goes; unset → built from env.MAIL_TRANSPORT (src/mail/transport.ts). */
   mail?: MailTransport;
+  /** false: queued mail waits for the deliver-mail job instead of going right after commit. */
+  mailAfterCommit?: boolean;
 }
 
 export interface Context extends AppDeps {
