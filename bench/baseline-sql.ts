@@ -4,8 +4,8 @@
 // the report instead of silently making the comparison unfair. The pgbench scripts are built from
 // these texts too (bench/lib/pgbench.ts), so all three columns run the same SQL.
 
-/** protectedProcedure → authenticate(): the session row, its user, its token hash. */
-export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
+/** protectedProcedure → authenticate(): the session row, its user, its token hash, the disabled flag. */
+export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /** auth.login, step 1 (src/services/login-throttle.ts reserveLoginAttempt). */
 export const THROTTLE_RESERVE = `insert into login_throttle as t (key, failures, window_started_at, expires_at)
@@ -16,8 +16,8 @@ export const THROTTLE_RESERVE = `insert into login_throttle as t (key, failures,
           expires_at = case when t.window_started_at <= $9 then excluded.expires_at else t.expires_at end
         returning key, failures, window_started_at`;
 
-/** auth.login, step 2. */
-export const USER_BY_EMAIL = `select "id", "email", "password_hash", "role", "created_at", "updated_at" from "users" where "users"."email" = $1 limit $2`;
+/** auth.login, step 2: the user with its account flags (account_status). */
+export const USER_BY_EMAIL = `select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $1 limit $2`;
 
 /** auth.login after a success (forgiveAttempt). */
 export const THROTTLE_FORGIVE = `with cleared as (delete from login_throttle where key = $1)
@@ -26,8 +26,10 @@ export const THROTTLE_FORGIVE = `with cleared as (delete from login_throttle whe
 /** auth.login when the stored hash is older than today's parameters (never in the benchmark). */
 export const USER_REHASH = `update "users" set "password_hash" = $1, "updated_at" = (now() at time zone 'utc') where "users"."id" = $2 returning "id", "email", "password_hash", "role", "created_at", "updated_at"`;
 
-/** auth.login, last step (issueSession). */
+/** auth.login, last step, in one transaction: the audit event, then issueSession (session and its chain). */
+export const AUDIT_INSERT = `insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $1, $2, $3, $4, $5, $6, $7, $8)`;
 export const SESSION_INSERT = `insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($1, $2, $3, $4, $5)`;
+export const SESSION_CHAIN_INSERT = `insert into "session_chains" ("session_id", "started_at") values ($1, $2)`;
 
 /** products.byId. */
 export const PRODUCT_BY_ID = `select "id", "name", "description", "price", "stock", "created_at", "updated_at" from "products" where "products"."id" = $1 limit $2`;

@@ -17,6 +17,8 @@ import {
   ORDER_CREATE,
   orderCreateParams,
   PRODUCT_BY_ID,
+  AUDIT_INSERT,
+  SESSION_CHAIN_INSERT,
   SESSION_INSERT,
   SESSION_LOOKUP,
   THROTTLE_FORGIVE,
@@ -171,13 +173,13 @@ async function authenticate(req: Request): Promise<Caller> {
   } catch {
     throw new Failure("UNAUTHORIZED", "The access token is invalid or expired: sign in again");
   }
-  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string }[]>(SESSION_LOOKUP, [
+  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string; disabled: boolean | null }[]>(SESSION_LOOKUP, [
     sessionId,
     userId,
     toDbTime(now),
     1,
   ]);
-  if (!row || !digestsEqual(row.token_hash, await hashToken(token))) {
+  if (!row || row.disabled === true || !digestsEqual(row.token_hash, await hashToken(token))) {
     throw new Failure("UNAUTHORIZED", "The session has ended: sign in again");
   }
   return { id: row.id, email: row.email, role: row.role, sessionId };
@@ -201,9 +203,11 @@ interface UserRow {
   role: string;
   created_at: string;
   updated_at: string;
+  email_verified?: boolean;
+  disabled?: boolean;
 }
 
-async function login(input: unknown, clientAddress: string) {
+async function login(input: unknown, clientAddress: string, requestId: string) {
   if (!isObject(input)) throw bad("must be an object");
   if (typeof input.email !== "string") throw bad("email must be a string");
   const email = input.email.trim().toLowerCase();
@@ -231,7 +235,7 @@ async function login(input: unknown, clientAddress: string) {
   }
   let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
   const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
-  if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
+  if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey]);
   if (needsRehash(user.password_hash)) {
     const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
@@ -248,9 +252,23 @@ async function login(input: unknown, clientAddress: string) {
     .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
     .setJti(crypto.randomUUID())
     .sign(secret);
-  await sql.unsafe(SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), nowText]);
+  const tokenHash = await hashToken(accessToken);
+  const userId = user.id;
+  await sql.begin(async (tx) => {
+    await tx.unsafe(AUDIT_INSERT, [nowText, "auth.login", null, "user", userId, clientAddress, requestId, "{}"]);
+    await tx.unsafe(SESSION_INSERT, [sessionId, userId, tokenHash, toDbTime(expiresAt), nowText]);
+    await tx.unsafe(SESSION_CHAIN_INSERT, [sessionId, nowText]);
+  });
   return {
-    user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
+    user: {
+      id: user.id,
+      email: user.email,
+      role: user.role,
+      emailVerified: user.email_verified === true,
+      disabled: user.disabled === true,
+      createdAt: toIso(user.created_at),
+      updatedAt: toIso(user.updated_at),
+    },
     accessToken,
     expiresAt: expiresAt.toISOString(),
   };
@@ -410,7 +428,9 @@ const server = Bun.serve({
         }
         case "auth.login":
           if (req.method !== "POST") throw new Failure("BAD_REQUEST", "Queries use GET and mutations use POST");
-          return ok(await login(await bodyInput(req), srv.requestIP(req)?.address ?? "unknown"));
+          return ok(
+            await login(await bodyInput(req), srv.requestIP(req)?.address ?? "unknown", req.headers.get("x-request-id") ?? crypto.randomUUID()),
+          );
       }
     } catch (error) {
       return fail(error, path);

@@ -3,6 +3,7 @@ import type { Database, DatabaseHandle } from "./db/client";
 import type { Env } from "./env";
 import { createLogger, type Logger } from "./lib/logger";
 import { createTokenConfig, type TokenConfig } from "./lib/tokens";
+import type { MailTransport } from "./mail/transport";
 import type { Observability } from "./observability";
 
 /** One per process (Bun host, CLI) or per invocation (Worker). */
@@ -15,6 +16,10 @@ export interface AppDeps {
   clock: () => Date;
   /** Metrics, traces and the slow-statement log, where the host switched them on. */
   observability?: Observability;
+  /** Where mail goes; unset → built from env.MAIL_TRANSPORT (src/mail/transport.ts). */
+  mail?: MailTransport;
+  /** false: queued mail waits for the deliver-mail job instead of going right after commit. */
+  mailAfterCommit?: boolean;
 }
 
 /** The jobs also need the handle: the backups reach the engine (pg_dump URL, PGlite's dump). */

@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { password } from "./lib/validation";
+import { isCommonPassword } from "./lib/common-passwords";
 
 /** Thrown when a variable is missing or malformed; the message names it and says what is wrong. */
 export class EnvError extends Error {
@@ -106,7 +107,33 @@ const EnvSchema = v.pipe(
     LOG_SLOW_QUERY_MS: integer("LOG_SLOW_QUERY_MS", 0, 3_600_000, 500),
     OTEL_EXPORTER_OTLP_ENDPOINT: v.optional(httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT")),
     OTEL_SERVICE_NAME: v.optional(v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")), "commerce-backend"),
+    // --- Accounts: mail, session chains, registration throttle, audit retention ---
+    APP_URL: v.optional(
+      v.pipe(
+        v.string(),
+        v.check((s) => /^https?:\/\/[^/\s]+/.test(s), "APP_URL must be an http:// or https:// URL"),
+        v.transform((s) => s.replace(/\/+$/, "")),
+      ),
+    ),
+    MAIL_TRANSPORT: v.optional(v.picklist(["log", "file", "smtp"], "MAIL_TRANSPORT must be log, file or smtp"), "log"),
+    // Not v.email(): the default (a local host name without a dot) must pass.
+    MAIL_FROM: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^[^\s@<>]+@[^\s@<>]+$/, "MAIL_FROM must be an email address")), "no-reply@localhost"),
+    SMTP_URL: v.optional(
+      v.pipe(
+        v.string(),
+        v.check((s) => /^smtps?:\/\/[^/\s]+/.test(s), "SMTP_URL must be an smtp:// or smtps:// URL"),
+      ),
+    ),
+    MAIL_DIR: v.optional(v.pipe(v.string(), v.minLength(1, "MAIL_DIR must not be empty"))),
+    SESSION_MAX_AGE_SECONDS: integer("SESSION_MAX_AGE_SECONDS", 60, 31_536_000, 2_592_000),
+    REGISTER_LIMIT_PER_HOUR: integer("REGISTER_LIMIT_PER_HOUR", 0, 1_000_000, 30),
+    AUDIT_RETENTION_DAYS: integer("AUDIT_RETENTION_DAYS", 1, 36_500, 365),
   }),
+  v.check((e) => e.MAIL_TRANSPORT !== "smtp" || e.SMTP_URL !== undefined, "SMTP_URL is required when MAIL_TRANSPORT=smtp"),
+  v.check(
+    (e) => e.ADMIN_PASSWORD === undefined || !isCommonPassword(e.ADMIN_PASSWORD),
+    "ADMIN_PASSWORD is one of the most common passwords: choose another",
+  ),
   v.check(
     (e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined),
     "ADMIN_EMAIL and ADMIN_PASSWORD must be set together",
@@ -114,6 +141,8 @@ const EnvSchema = v.pipe(
   v.transform((e) => ({
     ...e,
     BACKUP_DIR: e.BACKUP_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/backups`,
+    MAIL_DIR: e.MAIL_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/mail`,
+    APP_URL: e.APP_URL ?? `http://${e.HOST.includes(":") ? `[${e.HOST}]` : e.HOST}:${e.PORT}`,
     // The embedded database is a demo out of the box, so it gets the sample catalog by default.
     SEED: e.SEED === undefined ? !e.DATABASE_URL : e.SEED === "true" || e.SEED === "1",
   })),

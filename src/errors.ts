@@ -36,12 +36,8 @@ export const forbidden = (message = "Your account is not allowed to do this") =>
 export const notFound = (what: string) => new DomainError("NOT_FOUND", `${what} not found`);
 export const conflict = (message: string, details?: DomainErrorDetails) =>
   new DomainError("CONFLICT", message, details);
-export const tooManyRequests = (retryAfterSeconds: number) =>
-  new DomainError(
-    "TOO_MANY_REQUESTS",
-    `Too many failed sign-in attempts: try again in ${retryAfterSeconds} seconds`,
-    { retryAfterSeconds },
-  );
+export const tooManyRequests = (retryAfterSeconds: number, what = "Too many failed sign-in attempts") =>
+  new DomainError("TOO_MANY_REQUESTS", `${what}: try again in ${retryAfterSeconds} seconds`, { retryAfterSeconds });
 
 /** Postgres SQLSTATE of a driver error (postgres.js and PGlite both expose `code`), if any. */
 export function sqlState(error: unknown): string | undefined {

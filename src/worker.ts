@@ -40,6 +40,13 @@ export function parseWorkerEnv(bindings: WorkerBindings): Env & { DATABASE_URL: 
   if (!env.DATABASE_URL) {
     throw new EnvError("Invalid environment: DATABASE_URL (a secret) or a HYPERDRIVE binding is required on Workers");
   }
+  // workerd opens no SMTP connections and has no file system: mail is logged there (or delivered
+  // by a Bun host running the deliver-mail job on the same database).
+  if (env.MAIL_TRANSPORT !== "log") {
+    throw new EnvError(
+      `Invalid environment: MAIL_TRANSPORT=${env.MAIL_TRANSPORT} is not available on Workers (no SMTP sockets, no file system): use MAIL_TRANSPORT=log, or run the deliver-mail job on a Bun host`,
+    );
+  }
   // parseEnv already requires JWT_SECRET whenever DATABASE_URL is set.
   return env as Env & { DATABASE_URL: string; JWT_SECRET: string };
 }
@@ -61,7 +68,8 @@ async function openInvocation(env: ReturnType<typeof parseWorkerEnv>) {
     poolMax: Math.min(env.DATABASE_POOL_MAX, MAX_CONNECTIONS_PER_INVOCATION),
     prepare: env.DATABASE_PREPARE,
   });
-  return { handle, deps: createDeps(env, handle) };
+  // The invocation's database closes with its response: queued mail waits for the cron.
+  return { handle, deps: { ...createDeps(env, handle), mailAfterCommit: false } };
 }
 
 function configError(error: unknown): Response {

@@ -6,6 +6,7 @@ import type postgres from "postgres";
 import type { Database } from "../../src/db/client";
 import { createTokenConfig } from "../../src/lib/tokens";
 import { register } from "../../src/services/auth";
+import { systemAudit } from "../../src/services/audit";
 import { createProduct } from "../../src/services/products";
 import { HARNESS_MARK } from "./postgres";
 import { progressBar } from "./proc";
@@ -33,7 +34,7 @@ export async function loadCustomers(db: Database, secret: string, count: number)
     const batch = await Promise.all(
       [i, i + 1]
         .filter((n) => n < count)
-        .map((n) => register(db, { tokens, now: new Date() }, { email: `bench-${stamp}-${n}@example.com`, password: BENCH_PASSWORD })),
+        .map((n) => register(db, { tokens, now: new Date(), clientAddress: "bench" }, systemAudit(), { email: `bench-${stamp}-${n}@example.com`, password: BENCH_PASSWORD })),
     );
     for (const auth of batch) {
       const { sub, sid } = claimsOf(auth.accessToken);

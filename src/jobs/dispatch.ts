@@ -3,6 +3,7 @@
 // are loaded only by the Bun host (./index.ts).
 import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute } from "./cron";
+import { runDeliverMail } from "./deliver-mail";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
 import { claimJobRun, DEFAULT_LEASE_MS, describeHost, finishJobRun, renewJobRun } from "./runs";
@@ -15,6 +16,7 @@ export type JobRunner = (deps: JobDeps) => Promise<JobReport>;
 export const edgeRunners: Partial<Record<JobName, JobRunner>> = {
   "prune-sessions": (deps) => runPruneSessions(deps),
   maintenance: (deps) => runMaintenance(deps),
+  "deliver-mail": (deps) => runDeliverMail(deps),
 };
 
 /** The job a cron expression names (exact text, as in wrangler.toml and the jobs table). */

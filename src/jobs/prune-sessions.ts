@@ -1,4 +1,7 @@
+import { pruneAuditEvents } from "../services/audit";
 import { pruneExpiredThrottles } from "../services/login-throttle";
+import { pruneExpiredAccountTokens } from "../services/account-tokens";
+import { pruneMailOutbox } from "../services/mail";
 import { PRUNE_BATCH_SIZE, pruneExpiredSessions } from "../services/sessions";
 import { pruneOldJobRuns } from "./runs";
 import type { JobDeps } from "../deps";
@@ -9,6 +12,9 @@ export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SI
   const sessions = await pruneExpiredSessions(deps.db, now, batchSize);
   const loginThrottleRows = await pruneExpiredThrottles(deps.db, now, batchSize);
   const jobRuns = await pruneOldJobRuns(deps.db, now);
+  const auditEventsDeleted = await pruneAuditEvents(deps.db, now, deps.env.AUDIT_RETENTION_DAYS, batchSize);
+  const accountTokensDeleted = await pruneExpiredAccountTokens(deps.db, now);
+  const mailOutboxRowsDeleted = await pruneMailOutbox(deps.db, now);
   return {
     job: "prune-sessions",
     ok: true,
@@ -16,5 +22,8 @@ export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SI
     sessionBatches: sessions.batches,
     loginThrottleRowsDeleted: loginThrottleRows,
     jobRunsDeleted: jobRuns,
+    auditEventsDeleted,
+    accountTokensDeleted,
+    mailOutboxRowsDeleted,
   };
 }

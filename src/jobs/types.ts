@@ -5,7 +5,7 @@ export interface JobReport {
   [key: string]: unknown;
 }
 
-export const jobNames = ["prune-sessions", "maintenance", "backup-full", "backup-incremental", "restore-verify"] as const;
+export const jobNames = ["prune-sessions", "maintenance", "backup-full", "backup-incremental", "restore-verify", "deliver-mail"] as const;
 export type JobName = (typeof jobNames)[number];
 
 export interface JobDefinition {
@@ -22,6 +22,7 @@ export const jobSchedule: readonly JobDefinition[] = [
   { name: "backup-full", cron: "0 2 * * *", bunOnly: true },
   { name: "backup-incremental", cron: "0 */6 * * *", bunOnly: true },
   { name: "restore-verify", cron: "0 4 1 * *", bunOnly: true },
+  { name: "deliver-mail", cron: "* * * * *", bunOnly: false },
 ];
 
 export const isJobName = (name: unknown): name is JobName => (jobNames as readonly unknown[]).includes(name);

@@ -23,3 +23,8 @@ export function toIso(timestamp: string | Date): string {
 export function toDbTime(date: Date): string {
   return date.toISOString().replace("T", " ").replace("Z", "");
 }
+
+/** A TIMESTAMP column's text (UTC, no zone) as a Date. */
+export function fromDbTime(text: string): Date {
+  return new Date(`${text.replace(" ", "T")}Z`);
+}

@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import { isCommonPassword } from "./common-passwords";
 
 // Valibot's default messages quote the received value ("received \"hunter22\""). An error must
 // never echo input back, so every default message is replaced by one built from the expectation.
@@ -87,3 +88,18 @@ export const boundedInt = (field: string, min: number, max: number) =>
 /** For inputs whose fields are all optional: the whole input may be omitted. */
 export const optionalInput = <T extends v.ObjectEntries>(entries: T) =>
   v.optional(v.object(entries), {} as v.InferInput<v.ObjectSchema<T, undefined>>);
+
+/** A password being set (register, change, reset): also not one of the most common passwords. */
+export const newPassword = (field = "password") =>
+  v.pipe(
+    password(field),
+    v.check((p: string) => !isCommonPassword(p), `${field} is one of the most common passwords: choose another`),
+  );
+
+/** A password-reset or email-verification token as mailed (base64url, 43 characters). */
+export const accountToken = v.pipe(
+  v.string("token must be a string"),
+  v.minLength(1, "token must not be empty"),
+  v.maxLength(256, "token is not valid"),
+  v.regex(/^[A-Za-z0-9_-]+$/, "token is not valid"),
+);

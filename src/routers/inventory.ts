@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import { boundedInt, cursor, limit, optionalInput, uuid } from "../lib/validation";
 import * as inventoryService from "../services/inventory";
+import { auditContextOf } from "../trpc/context";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
 const productId = uuid("productId");
@@ -17,11 +18,11 @@ export const inventoryRouter = router({
 
   adjust: adminProcedure
     .input(v.object({ productId, delta }))
-    .mutation(({ ctx, input }) => inventoryService.adjustStock(ctx.db, input)),
+    .mutation(({ ctx, input }) => inventoryService.adjustStock(ctx.db, input, auditContextOf(ctx))),
 
   set: adminProcedure
     .input(v.object({ productId, stock: boundedInt("stock", 0, inventoryService.MAX_STOCK) }))
-    .mutation(({ ctx, input }) => inventoryService.setStock(ctx.db, input)),
+    .mutation(({ ctx, input }) => inventoryService.setStock(ctx.db, input, auditContextOf(ctx))),
 
   lowStock: adminProcedure
     .input(

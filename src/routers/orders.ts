@@ -2,6 +2,7 @@ import * as v from "valibot";
 import { orderStatuses } from "../db/schema";
 import { boundedInt, cursor, limit, noNul, optionalInput, uuid } from "../lib/validation";
 import * as orders from "../services/orders";
+import { auditContextOf } from "../trpc/context";
 import { adminProcedure, protectedProcedure, router } from "../trpc/init";
 
 const statusOf = (field: string) => v.picklist(orderStatuses, `${field} must be one of ${orderStatuses.join(", ")}`);
@@ -40,9 +41,9 @@ export const ordersRouter = router({
 
   cancel: protectedProcedure
     .input(byIdInput)
-    .mutation(({ ctx, input }) => orders.cancelOrder(ctx.db, ctx.user, input.id)),
+    .mutation(({ ctx, input }) => orders.cancelOrder(ctx.db, ctx.user, input.id, auditContextOf(ctx))),
 
   updateStatus: adminProcedure
     .input(v.object({ id: uuid("id"), status: statusOf("status") }))
-    .mutation(({ ctx, input }) => orders.updateOrderStatus(ctx.db, ctx.user, input)),
+    .mutation(({ ctx, input }) => orders.updateOrderStatus(ctx.db, ctx.user, input, auditContextOf(ctx))),
 });

@@ -2,6 +2,7 @@ import * as v from "valibot";
 import { boundedInt, limit, money, noNul, optionalInput, uuid } from "../lib/validation";
 import { MAX_STOCK } from "../services/inventory";
 import * as productService from "../services/products";
+import { auditContextOf } from "../trpc/context";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
 const name = v.pipe(
@@ -54,7 +55,7 @@ export const productsRouter = router({
         stock: v.optional(boundedInt("stock", 0, MAX_STOCK), 0),
       }),
     )
-    .mutation(({ ctx, input }) => productService.createProduct(ctx.db, input)),
+    .mutation(({ ctx, input }) => productService.createProduct(ctx.db, input, auditContextOf(ctx))),
 
   update: adminProcedure
     .input(
@@ -68,10 +69,14 @@ export const productsRouter = router({
       }),
     )
     .mutation(({ ctx, input }) =>
-      productService.updateProduct(ctx.db, { id: input.id, name: input.name, description: input.description, price: input.price }),
+      productService.updateProduct(
+        ctx.db,
+        { id: input.id, name: input.name, description: input.description, price: input.price },
+        auditContextOf(ctx),
+      ),
     ),
 
   delete: adminProcedure
     .input(v.object({ id: uuid("id") }))
-    .mutation(({ ctx, input }) => productService.deleteProduct(ctx.db, input.id)),
+    .mutation(({ ctx, input }) => productService.deleteProduct(ctx.db, input.id, auditContextOf(ctx))),
 });

@@ -1,18 +1,23 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
-import { sessions, users, type UserRole } from "../db/schema";
+import { accountStatus, sessionChains, sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
-import { conflict, forbidden, notFound, unauthorized } from "../errors";
-import { toDbTime, toIso } from "../lib/time";
+import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
+import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
-import { forgiveAttempt, reserveLoginAttempt } from "./login-throttle";
+import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
+import { recordAudit, type AuditContext } from "./audit";
+import { clearEmailThrottle, forgiveAttempt, reserveLoginAttempt, reserveQuota } from "./login-throttle";
+import { enqueueMail } from "./mail";
 
 export interface User {
   id: string;
   email: string;
   role: UserRole;
+  emailVerified: boolean;
+  disabled: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -37,23 +42,75 @@ export interface AuthenticatedUser {
 export interface AuthDeps {
   tokens: TokenConfig;
   now: Date;
+  /** SESSION_MAX_AGE_SECONDS: no refresh carries a chain past this from its login. */
+  maxAgeSeconds?: number;
 }
 
 const WRONG_CREDENTIALS = "Email or password is incorrect";
+const BAD_RESET_TOKEN = "token is invalid, already used or expired: request a new password-reset link";
+const BAD_VERIFY_TOKEN = "token is invalid, already used or expired: request a new verification link";
+const HOUR = 3600;
+export const RESET_REQUESTS_PER_EMAIL = 5;
+export const RESET_REQUESTS_PER_ADDRESS = 100;
 
+// The flags live in account_status (no row: neither verified nor disabled).
+const userColumns = {
+  id: users.id,
+  email: users.email,
+  passwordHash: users.passwordHash,
+  role: users.role,
+  createdAt: users.createdAt,
+  updatedAt: users.updatedAt,
+  emailVerified: sql<boolean>`coalesce(${accountStatus.emailVerified}, false)`.as("email_verified"),
+  disabled: sql<boolean>`coalesce(${accountStatus.disabled}, false)`.as("disabled"),
+};
+export type UserRow = {
+  id: string;
+  email: string;
+  passwordHash: string;
+  role: UserRole;
+  createdAt: string;
+  updatedAt: string;
+  emailVerified: boolean;
+  disabled: boolean;
+};
 
-function toUser(row: typeof users.$inferSelect): User {
-  return { id: row.id, email: row.email, role: row.role, createdAt: toIso(row.createdAt), updatedAt: toIso(row.updatedAt) };
+/** Users with their account flags, for every query whose rows become a `User`. */
+export function selectUsers(db: Database) {
+  return db.select(userColumns).from(users).leftJoin(accountStatus, eq(accountStatus.userId, users.id));
+}
+
+export function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    emailVerified: row.emailVerified === true,
+    disabled: row.disabled === true,
+    createdAt: toIso(row.createdAt),
+    updatedAt: toIso(row.updatedAt),
+  };
+}
+
+async function userById(db: Database, id: string): Promise<UserRow | undefined> {
+  const [row] = await selectUsers(db).where(eq(users.id, id)).limit(1);
+  return row as UserRow | undefined;
 }
 
 // Unknown emails are verified against this so they cost what a wrong password costs.
 let dummyHash: Promise<string> | undefined;
 const getDummyHash = () => (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"));
 
-/** Creates a session row and the token that names it; the row keeps only the token's hash. */
-async function issueSession(db: Database, deps: AuthDeps, user: typeof users.$inferSelect): Promise<Auth> {
+/**
+ * Creates a session row and the token that names it; the row keeps only the token's hash.
+ * `chainStartedAt` is the login the chain began with (a refresh passes it on): the session
+ * never outlives it by more than SESSION_MAX_AGE_SECONDS.
+ */
+async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now): Promise<Auth> {
   const sessionId = crypto.randomUUID();
-  const expiresAt = new Date(deps.now.getTime() + deps.tokens.ttlSeconds * 1000);
+  const byTtl = deps.now.getTime() + deps.tokens.ttlSeconds * 1000;
+  const byChain = deps.maxAgeSeconds ? chainStartedAt.getTime() + deps.maxAgeSeconds * 1000 : Infinity;
+  const expiresAt = new Date(Math.min(byTtl, byChain));
   const accessToken = await signAccessToken(deps.tokens, { userId: user.id, sessionId, issuedAt: deps.now, expiresAt });
   await db.insert(sessions).values({
     id: sessionId,
@@ -62,19 +119,37 @@ async function issueSession(db: Database, deps: AuthDeps, user: typeof users.$in
     expiresAt: toDbTime(expiresAt),
     createdAt: toDbTime(deps.now),
   });
+  await db.insert(sessionChains).values({ sessionId, startedAt: toDbTime(chainStartedAt) });
   return { user: toUser(user), accessToken, expiresAt: expiresAt.toISOString() };
 }
 
-export async function register(db: Database, deps: AuthDeps, input: { email: string; password: string }): Promise<Auth> {
+export async function register(
+  db: Database,
+  deps: AuthDeps & { clientAddress: string; registerLimitPerHour?: number },
+  audit: AuditContext,
+  input: { email: string; password: string },
+): Promise<Auth> {
+  if (deps.registerLimitPerHour) {
+    await reserveQuota(
+      db,
+      [{ key: `register-ip:${deps.clientAddress}`, max: deps.registerLimitPerHour }],
+      HOUR,
+      deps.now,
+      "Too many registrations from this address",
+    );
+  }
   const passwordHash = await hashPassword(input.password);
   return db.transaction(async (tx) => {
     // ON CONFLICT instead of a prior SELECT: two racing registrations get one account and one CONFLICT.
-    const [user] = await tx
+    const [inserted] = await tx
       .insert(users)
       .values({ email: input.email, passwordHash })
       .onConflictDoNothing({ target: users.email })
       .returning();
-    if (!user) throw conflict("An account with this email already exists");
+    if (!inserted) throw conflict("An account with this email already exists");
+    const user: UserRow = { ...inserted, emailVerified: false, disabled: false };
+    await enqueueMail(tx, "email_verification", user.email, deps.now);
+    await recordAudit(tx, audit, { action: "auth.register", targetType: "user", targetId: user.id });
     return issueSession(tx, deps, user);
   });
 }
@@ -82,12 +157,23 @@ export async function register(db: Database, deps: AuthDeps, input: { email: str
 export async function login(
   db: Database,
   deps: AuthDeps & { clientAddress: string },
+  audit: AuditContext,
   input: { email: string; password: string },
 ): Promise<Auth> {
   await reserveLoginAttempt(db, input.email, deps.clientAddress, deps.now);
-  const [user] = await db.select().from(users).where(eq(users.email, input.email)).limit(1);
+  const [found] = await selectUsers(db).where(eq(users.email, input.email)).limit(1);
+  const user = found as UserRow | undefined;
   const ok = await verifyPassword(user?.passwordHash ?? (await getDummyHash()), input.password);
-  if (!user || !ok) throw unauthorized(WRONG_CREDENTIALS);
+  // A disabled account is refused exactly like a wrong password.
+  if (!user || !ok || user.disabled) {
+    await recordAudit(db, audit, {
+      action: "auth.login_failed",
+      targetType: user ? "user" : undefined,
+      targetId: user?.id ?? null,
+      details: { reason: !user ? "unknown_email" : !ok ? "wrong_password" : "disabled" },
+    });
+    throw unauthorized(WRONG_CREDENTIALS);
+  }
   await forgiveAttempt(db, input.email, deps.clientAddress);
   let current = user;
   if (needsRehash(user.passwordHash)) {
@@ -96,23 +182,34 @@ export async function login(
       .set({ passwordHash: await hashPassword(input.password), updatedAt: utcNow })
       .where(eq(users.id, user.id))
       .returning();
-    current = updated ?? user;
+    if (updated) current = { ...user, ...updated };
   }
-  return issueSession(db, deps, current);
+  return db.transaction(async (tx) => {
+    await recordAudit(tx, audit, { action: "auth.login", targetType: "user", targetId: current.id });
+    return issueSession(tx, deps, current);
+  });
 }
 
 /**
- * Verifies the token, then requires its session row: present, unexpired, owned by `sub`, and
- * holding this token's hash. So a revoked session fails at once, whatever the JWT's `exp` says.
+ * Verifies the token, then requires its session row: present, unexpired, owned by `sub`,
+ * holding this token's hash, and its account not disabled. So a revoked session or a disabled
+ * account fails at once, whatever the JWT's `exp` says, in this one query.
  */
 export async function authenticate(db: Database, deps: AuthDeps, token: string): Promise<AuthenticatedUser> {
   const claims = await verifyAccessToken(deps.tokens, token, deps.now);
   // Every signed-in request runs this lookup, so it is a prepared query.
   const [row] = await preparedQuery(db, "auth.session", () =>
     db
-      .select({ id: users.id, email: users.email, role: users.role, tokenHash: sessions.tokenHash })
+      .select({
+        id: users.id,
+        email: users.email,
+        role: users.role,
+        tokenHash: sessions.tokenHash,
+        disabled: accountStatus.disabled,
+      })
       .from(sessions)
       .innerJoin(users, eq(users.id, sessions.userId))
+      .leftJoin(accountStatus, eq(accountStatus.userId, sessions.userId))
       .where(
         and(
           eq(sessions.id, sql.placeholder("sessionId")),
@@ -122,7 +219,7 @@ export async function authenticate(db: Database, deps: AuthDeps, token: string):
       )
       .limit(1),
   ).execute({ sessionId: claims.sessionId, userId: claims.userId, now: toDbTime(deps.now) });
-  if (!row || !digestsEqual(row.tokenHash, await hashToken(token))) {
+  if (!row || row.disabled === true || !digestsEqual(row.tokenHash, await hashToken(token))) {
     throw unauthorized("The session has ended: sign in again");
   }
   return { id: row.id, email: row.email, role: row.role, sessionId: claims.sessionId };
@@ -130,35 +227,57 @@ export async function authenticate(db: Database, deps: AuthDeps, token: string):
 
 export async function getUser(db: Database, userId: string): Promise<User> {
   const [row] = await preparedQuery(db, "auth.user", () =>
-    db.select().from(users).where(eq(users.id, sql.placeholder("userId"))).limit(1),
+    selectUsers(db).where(eq(users.id, sql.placeholder("userId"))).limit(1),
   ).execute({ userId });
   if (!row) throw unauthorized();
-  return toUser(row);
+  return toUser(row as UserRow);
 }
 
-/** Rotation: a new session and token; the old session is revoked in the same transaction. */
+/**
+ * Rotation: a new session and token; the old session is revoked in the same transaction. The
+ * new session keeps the chain's start, so no number of refreshes outlives SESSION_MAX_AGE_SECONDS.
+ */
 export async function refreshSession(db: Database, deps: AuthDeps, current: AuthenticatedUser): Promise<Auth> {
   return db.transaction(async (tx) => {
+    const [chain] = await tx
+      .select({ startedAt: sql<string>`coalesce(${sessionChains.startedAt}, ${sessions.createdAt})` })
+      .from(sessions)
+      .leftJoin(sessionChains, eq(sessionChains.sessionId, sessions.id))
+      .where(and(eq(sessions.id, current.sessionId), eq(sessions.userId, current.id)))
+      .limit(1);
     const revoked = await tx
       .delete(sessions)
       .where(and(eq(sessions.id, current.sessionId), eq(sessions.userId, current.id)))
       .returning({ id: sessions.id });
     // A concurrent refresh or logout got there first: this token is already spent.
-    if (revoked.length === 0) throw unauthorized("The session has ended: sign in again");
-    const [user] = await tx.select().from(users).where(eq(users.id, current.id)).limit(1);
-    if (!user) throw unauthorized();
-    return issueSession(tx, deps, user);
+    if (!chain || revoked.length === 0) throw unauthorized("The session has ended: sign in again");
+    const startedAt = fromDbTime(String(chain.startedAt));
+    if (deps.maxAgeSeconds && deps.now.getTime() >= startedAt.getTime() + deps.maxAgeSeconds * 1000) {
+      throw unauthorized("This session has reached its longest life: sign in again");
+    }
+    const user = await userById(tx, current.id);
+    if (!user || user.disabled) throw unauthorized();
+    return issueSession(tx, deps, user, startedAt);
   });
 }
 
-export async function logout(db: Database, current: AuthenticatedUser): Promise<{ ok: true }> {
-  await db.delete(sessions).where(and(eq(sessions.id, current.sessionId), eq(sessions.userId, current.id)));
+export async function logout(db: Database, audit: AuditContext, current: AuthenticatedUser): Promise<{ ok: true }> {
+  await db.transaction(async (tx) => {
+    const rows = await tx
+      .delete(sessions)
+      .where(and(eq(sessions.id, current.sessionId), eq(sessions.userId, current.id)))
+      .returning({ id: sessions.id });
+    if (rows.length > 0) await recordAudit(tx, audit, { action: "auth.logout", targetType: "user", targetId: current.id });
+  });
   return { ok: true };
 }
 
-export async function logoutAll(db: Database, userId: string): Promise<{ ok: true; revoked: number }> {
-  const rows = await db.delete(sessions).where(eq(sessions.userId, userId)).returning({ id: sessions.id });
-  return { ok: true, revoked: rows.length };
+export async function logoutAll(db: Database, audit: AuditContext, userId: string): Promise<{ ok: true; revoked: number }> {
+  return db.transaction(async (tx) => {
+    const rows = await tx.delete(sessions).where(eq(sessions.userId, userId)).returning({ id: sessions.id });
+    await recordAudit(tx, audit, { action: "auth.logout_all", targetType: "user", targetId: userId, details: { revoked: rows.length } });
+    return { ok: true as const, revoked: rows.length };
+  });
 }
 
 export async function listSessions(db: Database, deps: { now: Date }, current: AuthenticatedUser): Promise<SessionInfo[]> {
@@ -175,14 +294,17 @@ export async function listSessions(db: Database, deps: { now: Date }, current: A
   }));
 }
 
-export async function revokeSession(db: Database, userId: string, sessionId: string): Promise<{ ok: true }> {
-  const rows = await db
-    .delete(sessions)
-    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId)))
-    .returning({ id: sessions.id });
-  // Another user's session is reported exactly like a missing one.
-  if (rows.length === 0) throw notFound("Session");
-  return { ok: true };
+export async function revokeSession(db: Database, audit: AuditContext, userId: string, sessionId: string): Promise<{ ok: true }> {
+  return db.transaction(async (tx) => {
+    const rows = await tx
+      .delete(sessions)
+      .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId)))
+      .returning({ id: sessions.id });
+    // Another user's session is reported exactly like a missing one.
+    if (rows.length === 0) throw notFound("Session");
+    await recordAudit(tx, audit, { action: "auth.session_revoked", targetType: "user", targetId: userId });
+    return { ok: true as const };
+  });
 }
 
 /**
@@ -192,11 +314,12 @@ export async function revokeSession(db: Database, userId: string, sessionId: str
 export async function changePassword(
   db: Database,
   deps: AuthDeps & { clientAddress: string },
+  audit: AuditContext,
   current: AuthenticatedUser,
   input: { currentPassword: string; newPassword: string },
 ): Promise<Auth> {
   await reserveLoginAttempt(db, current.email, deps.clientAddress, deps.now);
-  const [user] = await db.select().from(users).where(eq(users.id, current.id)).limit(1);
+  const user = await userById(db, current.id);
   if (!user) throw unauthorized();
   if (!(await verifyPassword(user.passwordHash, input.currentPassword))) {
     throw forbidden("The current password is incorrect");
@@ -210,10 +333,97 @@ export async function changePassword(
       .where(eq(users.id, current.id))
       .returning();
     if (!updated) throw unauthorized();
-    const auth = await issueSession(tx, deps, updated);
+    const auth = await issueSession(tx, deps, { ...user, ...updated });
     const newSessionId = (await verifyAccessToken(deps.tokens, auth.accessToken, deps.now)).sessionId;
     await tx.delete(sessions).where(and(eq(sessions.userId, current.id), ne(sessions.id, newSessionId)));
+    await recordAudit(tx, audit, { action: "auth.password_changed", targetType: "user", targetId: current.id });
     return auth;
+  });
+}
+
+/**
+ * The same work whatever the email: one quota upsert, one outbox row and one event (its target
+ * found by a subquery that costs the same either way). Whether an account exists is decided by
+ * the delivery job, after this answer has gone.
+ */
+export async function requestPasswordReset(
+  db: Database,
+  deps: { now: Date; clientAddress: string },
+  audit: AuditContext,
+  email: string,
+): Promise<{ ok: true }> {
+  await reserveQuota(
+    db,
+    [
+      { key: `reset-email:${email}`, max: RESET_REQUESTS_PER_EMAIL },
+      { key: `reset-ip:${deps.clientAddress}`, max: RESET_REQUESTS_PER_ADDRESS },
+    ],
+    HOUR,
+    deps.now,
+    "Too many password-reset requests",
+  );
+  await db.transaction(async (tx) => {
+    await enqueueMail(tx, "password_reset", email, deps.now);
+    await recordAudit(tx, audit, {
+      action: "auth.password_reset_requested",
+      targetType: "user",
+      targetId: sql`(select ${users.id} from ${users} where ${users.email} = ${email})`,
+    });
+  });
+  return { ok: true };
+}
+
+/** Spends the token, sets the password, ends every session and the email's login throttle. */
+export async function resetPassword(
+  db: Database,
+  deps: AuthDeps,
+  audit: AuditContext,
+  input: { token: string; newPassword: string },
+): Promise<Auth> {
+  const passwordHash = await hashPassword(input.newPassword);
+  return db.transaction(async (tx) => {
+    const userId = await consumeAccountToken(tx, "password_reset", input.token, deps.now);
+    if (!userId) throw badRequest(BAD_RESET_TOKEN);
+    const user = await userById(tx, userId);
+    if (!user || user.disabled) throw badRequest(BAD_RESET_TOKEN);
+    const [updated] = await tx.update(users).set({ passwordHash, updatedAt: utcNow }).where(eq(users.id, userId)).returning();
+    const revoked = await tx.delete(sessions).where(eq(sessions.userId, userId)).returning({ id: sessions.id });
+    await spendAllAccountTokens(tx, userId, "password_reset", deps.now);
+    await clearEmailThrottle(tx, user.email);
+    await recordAudit(tx, audit, {
+      action: "auth.password_reset",
+      targetType: "user",
+      targetId: userId,
+      details: { revoked: revoked.length },
+    });
+    return issueSession(tx, deps, { ...user, ...updated! });
+  });
+}
+
+export async function requestEmailVerification(
+  db: Database,
+  deps: { now: Date },
+  current: AuthenticatedUser,
+): Promise<{ ok: true }> {
+  const user = await userById(db, current.id);
+  if (!user) throw unauthorized();
+  if (user.emailVerified) throw conflict("This email address is already verified");
+  await enqueueMail(db, "email_verification", user.email, deps.now);
+  return { ok: true };
+}
+
+export async function verifyEmail(db: Database, deps: { now: Date }, audit: AuditContext, token: string): Promise<User> {
+  return db.transaction(async (tx) => {
+    const userId = await consumeAccountToken(tx, "email_verification", token, deps.now);
+    if (!userId) throw badRequest(BAD_VERIFY_TOKEN);
+    await tx
+      .insert(accountStatus)
+      .values({ userId, emailVerified: true })
+      .onConflictDoUpdate({ target: accountStatus.userId, set: { emailVerified: true, updatedAt: utcNow } });
+    await recordAudit(tx, audit, { action: "auth.email_verified", targetType: "user", targetId: userId });
+    const user = await userById(tx, userId);
+    if (!user) throw badRequest(BAD_VERIFY_TOKEN);
+    return toUser(user);
   });
 }
 

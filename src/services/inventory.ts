@@ -6,6 +6,7 @@ import { utcNow } from "../db/schema/columns";
 import { conflict, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import { toPage, type Page } from "../lib/page";
+import { recordAudit, systemAudit, type AuditContext } from "./audit";
 
 /** The API's ceiling for a stock level (well inside the column's 32-bit integer). */
 export const MAX_STOCK = 1_000_000_000;
@@ -32,21 +33,35 @@ export async function getStock(db: Database, productId: string): Promise<StockLe
  * concurrent adjustments (and orders) serialise on the row lock and each sees the stock the
  * previous one left; none can take it below 0 or above MAX_STOCK.
  */
-export async function adjustStock(db: Database, input: { productId: string; delta: number }): Promise<StockLevel> {
+export async function adjustStock(
+  db: Database,
+  input: { productId: string; delta: number },
+  audit: AuditContext = systemAudit(),
+): Promise<StockLevel> {
   const next = sql`${products.stock} + ${input.delta}`;
-  let rows: { stock: number }[];
+  let row: { stock: number } | undefined;
   try {
-    rows = await db
-      .update(products)
-      .set({ stock: next, updatedAt: utcNow })
-      .where(and(eq(products.id, input.productId), sql`${next} >= 0`, sql`${next} <= ${MAX_STOCK}`))
-      .returning({ stock: products.stock });
+    row = await db.transaction(async (tx) => {
+      const [updated] = await tx
+        .update(products)
+        .set({ stock: next, updatedAt: utcNow })
+        .where(and(eq(products.id, input.productId), sql`${next} >= 0`, sql`${next} <= ${MAX_STOCK}`))
+        .returning({ stock: products.stock });
+      if (updated) {
+        await recordAudit(tx, audit, {
+          action: "inventory.adjusted",
+          targetType: "product",
+          targetId: input.productId,
+          details: { delta: input.delta, oldStock: updated.stock - input.delta, newStock: updated.stock },
+        });
+      }
+      return updated;
+    });
   } catch (error) {
     // Only reachable when a row already holds more than the API allows (set by hand in SQL).
     if (sqlState(error) === "22003") throw conflict(`Stock may not exceed ${MAX_STOCK}`);
     throw error;
   }
-  const [row] = rows;
   if (row) return { productId: input.productId, stock: row.stock };
 
   // No row updated: either there is no such product or the guard refused. This read only
@@ -59,14 +74,28 @@ export async function adjustStock(db: Database, input: { productId: string; delt
   throw conflict(`Stock may not exceed ${MAX_STOCK}`);
 }
 
-export async function setStock(db: Database, input: { productId: string; stock: number }): Promise<StockLevel> {
-  const [row] = await db
-    .update(products)
-    .set({ stock: input.stock, updatedAt: utcNow })
-    .where(eq(products.id, input.productId))
-    .returning({ stock: products.stock });
-  if (!row) throw notFound("Product");
-  return { productId: input.productId, stock: row.stock };
+export async function setStock(
+  db: Database,
+  input: { productId: string; stock: number },
+  audit: AuditContext = systemAudit(),
+): Promise<StockLevel> {
+  return db.transaction(async (tx) => {
+    const [before] = await tx.select({ stock: products.stock }).from(products).where(eq(products.id, input.productId)).for("update");
+    if (!before) throw notFound("Product");
+    const [row] = await tx
+      .update(products)
+      .set({ stock: input.stock, updatedAt: utcNow })
+      .where(eq(products.id, input.productId))
+      .returning({ stock: products.stock });
+    if (!row) throw notFound("Product");
+    await recordAudit(tx, audit, {
+      action: "inventory.set",
+      targetType: "product",
+      targetId: input.productId,
+      details: { oldStock: before.stock, newStock: row.stock },
+    });
+    return { productId: input.productId, stock: row.stock };
+  });
 }
 
 const lowStockCursorSchema = v.strictTuple([

@@ -1,4 +1,4 @@
-import { lt, sql } from "drizzle-orm";
+import { eq, lt, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { deleteInBatches } from "../db/batched-delete";
 import { queryRows } from "../db/client";
@@ -57,3 +57,46 @@ export async function pruneExpiredThrottles(db: Database, now: Date, batchSize: 
   return deleted;
 }
 
+
+/**
+ * A fixed-window quota in the same table as the login throttle (keys with their own prefix):
+ * counts one use of every key in one atomic upsert and refuses when any is over its `max`.
+ * Used for password-reset requests and registrations, which count every request, not failures.
+ */
+export async function reserveQuota(
+  db: Database,
+  keys: { key: string; max: number }[],
+  windowSeconds: number,
+  now: Date,
+  what: string,
+): Promise<void> {
+  const nowText = toDbTime(now);
+  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
+  const expires = toDbTime(new Date(now.getTime() + windowSeconds * 1000));
+  const windowOver = sql`${loginThrottle.windowStartedAt} <= ${windowStartFloor}`;
+  const excluded = (column: { name: string }) => sql`excluded.${sql.identifier(column.name)}`;
+  const rows = await db
+    .insert(loginThrottle)
+    .values(keys.map((k) => ({ key: k.key, failures: 1, windowStartedAt: nowText, expiresAt: expires })))
+    .onConflictDoUpdate({
+      target: loginThrottle.key,
+      set: {
+        failures: sql`case when ${windowOver} then 1 else ${loginThrottle.failures} + 1 end`,
+        windowStartedAt: sql`case when ${windowOver} then ${excluded(loginThrottle.windowStartedAt)} else ${loginThrottle.windowStartedAt} end`,
+        expiresAt: sql`case when ${windowOver} then ${excluded(loginThrottle.expiresAt)} else ${loginThrottle.expiresAt} end`,
+      },
+    })
+    .returning({ key: loginThrottle.key, failures: loginThrottle.failures, window_started_at: loginThrottle.windowStartedAt });
+  for (const row of rows) {
+    const max = keys.find((k) => k.key === row.key)?.max ?? Infinity;
+    if (Number(row.failures) > max) {
+      const windowEnd = new Date(`${String(row.window_started_at).replace(" ", "T")}Z`).getTime() + windowSeconds * 1000;
+      throw tooManyRequests(Math.max(1, Math.ceil((windowEnd - now.getTime()) / 1000)), what);
+    }
+  }
+}
+
+/** Ends the login throttle for one email (after a successful password reset). */
+export async function clearEmailThrottle(db: Database, email: string): Promise<void> {
+  await db.delete(loginThrottle).where(eq(loginThrottle.key, emailKey(email)));
+}

@@ -9,6 +9,9 @@ import { decodeCursor, encodeCursor, timestampText, uuidText } from "../lib/curs
 import { toIso } from "../lib/time";
 import { sha256Hex } from "../lib/tokens";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
+import { recordAudit, systemAudit, type AuditContext } from "./audit";
+import { orders as ordersTable } from "../db/schema";
+import { eq } from "drizzle-orm";
 
 export interface OrderItem {
   id: string;
@@ -294,7 +297,40 @@ export async function getOrder(db: Database, actor: Actor, id: string): Promise<
  * and match nothing) and only that one puts the quantities back. Products are locked in id order,
  * like orders.create does.
  */
-export async function cancelOrder(db: Database, actor: Actor, id: string): Promise<Order> {
+export async function cancelOrder(db: Database, actor: Actor, id: string, audit: AuditContext = systemAudit()): Promise<Order> {
+  const order = await moveAudited(db, audit, id, "orders.cancelled", (tx) => cancelOrderRow(tx, actor, id));
+  if (order) return order;
+  throw await explainRefusal(db, actor, id, "cancelled");
+}
+
+/**
+ * Runs a guarded status move in a transaction with its audit event. The order row is locked
+ * first, so the status read there is exactly the one the move replaces (and racing moves queue
+ * on the lock; the loser's guarded UPDATE then matches nothing, as before).
+ */
+async function moveAudited(
+  db: Database,
+  audit: AuditContext,
+  id: string,
+  action: "orders.cancelled" | "orders.status_changed",
+  move: (tx: Database) => Promise<Order | null>,
+): Promise<Order | null> {
+  return db.transaction(async (tx) => {
+    const [before] = await tx.select({ status: ordersTable.status }).from(ordersTable).where(eq(ordersTable.id, id)).for("update");
+    if (!before) return null;
+    const order = await move(tx);
+    if (!order) return null;
+    await recordAudit(tx, audit, {
+      action,
+      targetType: "order",
+      targetId: id,
+      details: { oldStatus: before.status, newStatus: order.status },
+    });
+    return order;
+  });
+}
+
+async function cancelOrderRow(db: Database, actor: Actor, id: string): Promise<Order | null> {
   const from = statusesThatMayMoveTo("cancelled");
   const owner = actor.role === "admin" ? sql`` : sql`and user_id = ${actor.id}::uuid`;
   const [row] = await queryRows<{ order: unknown }>(
@@ -321,8 +357,7 @@ export async function cancelOrder(db: Database, actor: Actor, id: string): Promi
         )
         select ${orderJson("c", storedItemsOf("c"))} as "order" from cancelled c`,
   );
-  if (row) return toOrder(fromJson<OrderJson>(row.order));
-  throw await explainRefusal(db, actor, id, "cancelled");
+  return row ? toOrder(fromJson<OrderJson>(row.order)) : null;
 }
 
 /** Admin: any legal move; a move to `cancelled` restocks exactly like orders.cancel. */
@@ -330,21 +365,26 @@ export async function updateOrderStatus(
   db: Database,
   actor: Actor,
   input: { id: string; status: OrderStatus },
+  audit: AuditContext = systemAudit(),
 ): Promise<Order> {
-  if (input.status === "cancelled") return cancelOrder(db, actor, input.id);
+  if (input.status === "cancelled") return cancelOrder(db, actor, input.id, audit);
   const from = statusesThatMayMoveTo(input.status);
-  if (from.length > 0) {
-    const [row] = await queryRows<{ order: unknown }>(
-      db,
-      sql`with moved as (
-            update orders set status = ${input.status}::varchar, updated_at = ${utcNow}
-             where id = ${input.id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})
-            returning ${orderColumns}
-          )
-          select ${orderJson("moved", storedItemsOf("moved"))} as "order" from moved`,
-    );
-    if (row) return toOrder(fromJson<OrderJson>(row.order));
-  }
+  const moved =
+    from.length === 0
+      ? null
+      : await moveAudited(db, audit, input.id, "orders.status_changed", async (tx) => {
+          const [row] = await queryRows<{ order: unknown }>(
+            tx,
+            sql`with moved as (
+                  update orders set status = ${input.status}::varchar, updated_at = ${utcNow}
+                   where id = ${input.id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})
+                  returning ${orderColumns}
+                )
+                select ${orderJson("moved", storedItemsOf("moved"))} as "order" from moved`,
+          );
+          return row ? toOrder(fromJson<OrderJson>(row.order)) : null;
+        });
+  if (moved) return moved;
   throw await explainRefusal(db, actor, input.id, input.status);
 }
 

@@ -9,6 +9,7 @@ import { badRequest, conflict, notFound, sqlState } from "../errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import { toIso } from "../lib/time";
 import { noNul } from "../lib/validation";
+import { recordAudit, systemAudit, type AuditContext } from "./audit";
 
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
 export type ProductSort = (typeof productSorts)[number];
@@ -193,45 +194,69 @@ export async function getProduct(db: Database, id: string): Promise<Product> {
   return toProduct(row);
 }
 
-export async function createProduct(db: Database, input: CreateProductInput): Promise<Product> {
-  const [row] = await db
-    .insert(products)
-    .values({ name: input.name, description: input.description ?? null, price: input.price, stock: input.stock ?? 0 })
-    .returning();
-  if (!row) throw new Error("insert into products returned no row");
-  return toProduct(row);
+export async function createProduct(db: Database, input: CreateProductInput, audit: AuditContext = systemAudit()): Promise<Product> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(products)
+      .values({ name: input.name, description: input.description ?? null, price: input.price, stock: input.stock ?? 0 })
+      .returning();
+    if (!row) throw new Error("insert into products returned no row");
+    await recordAudit(tx, audit, {
+      action: "products.created",
+      targetType: "product",
+      targetId: row.id,
+      details: { name: row.name, newPrice: row.price, newStock: row.stock },
+    });
+    return toProduct(row);
+  });
 }
 
 /** Changes name, description and price only: stock moves through the inventory service. */
-export async function updateProduct(db: Database, input: UpdateProductInput): Promise<Product> {
+export async function updateProduct(db: Database, input: UpdateProductInput, audit: AuditContext = systemAudit()): Promise<Product> {
   const changes: Partial<typeof products.$inferInsert> = {};
   if (input.name !== undefined) changes.name = input.name;
   if (input.description !== undefined) changes.description = input.description;
   if (input.price !== undefined) changes.price = input.price;
   if (Object.keys(changes).length === 0) throw badRequest("Give at least one of name, description or price to change");
-  const [row] = await db
-    .update(products)
-    .set({ ...changes, updatedAt: utcNow })
-    .where(eq(products.id, input.id))
-    .returning();
-  if (!row) throw notFound("Product");
-  return toProduct(row);
+  return db.transaction(async (tx) => {
+    // The row lock makes the price read here the one this update replaces.
+    const [before] = await tx.select({ price: products.price, name: products.name }).from(products).where(eq(products.id, input.id)).for("update");
+    if (!before) throw notFound("Product");
+    const [row] = await tx
+      .update(products)
+      .set({ ...changes, updatedAt: utcNow })
+      .where(eq(products.id, input.id))
+      .returning();
+    if (!row) throw notFound("Product");
+    await recordAudit(tx, audit, {
+      action: "products.updated",
+      targetType: "product",
+      targetId: row.id,
+      details: {
+        ...(input.price !== undefined ? { oldPrice: before.price, newPrice: row.price } : {}),
+        ...(input.name !== undefined ? { name: row.name } : {}),
+      },
+    });
+    return toProduct(row);
+  });
 }
 
 /**
  * One DELETE: the order_items foreign key refuses it while any order line references the
  * product, so a racing order either commits first (and we get CONFLICT) or finds no product.
  */
-export async function deleteProduct(db: Database, id: string): Promise<{ ok: true }> {
-  let deleted: { id: string }[];
+export async function deleteProduct(db: Database, id: string, audit: AuditContext = systemAudit()): Promise<{ ok: true }> {
   try {
-    deleted = await db.delete(products).where(eq(products.id, id)).returning({ id: products.id });
+    return await db.transaction(async (tx) => {
+      const deleted = await tx.delete(products).where(eq(products.id, id)).returning({ id: products.id, name: products.name });
+      if (deleted.length === 0) throw notFound("Product");
+      await recordAudit(tx, audit, { action: "products.deleted", targetType: "product", targetId: id, details: { name: deleted[0]!.name } });
+      return { ok: true as const };
+    });
   } catch (error) {
     if (sqlState(error) === "23503") {
       throw conflict("This product appears in orders and cannot be deleted; set its stock to 0 instead");
     }
     throw error;
   }
-  if (deleted.length === 0) throw notFound("Product");
-  return { ok: true };
 }

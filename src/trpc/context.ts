@@ -1,4 +1,5 @@
 import type { AppDeps } from "../deps";
+import type { AuditContext } from "../services/audit";
 
 export interface Context extends AppDeps {
   requestId: string;
@@ -37,3 +38,8 @@ export function clientAddressOf(headers: Headers, socketAddress: string | undefi
 // An IPv6 address is at most 45 characters; a longer header value is junk, and must not make the
 // throttle's key (varchar(320)) overflow into a 500.
 const MAX_ADDRESS_LENGTH = 64;
+
+/** The audit trail's view of a request: who acted, from where, under which request id. */
+export function auditContextOf(ctx: Context & { user?: { id: string } }): AuditContext {
+  return { actorId: ctx.user?.id ?? null, ip: ctx.clientAddress, requestId: ctx.requestId, now: ctx.clock() };
+}

@@ -51,6 +51,19 @@ describe("worker entry: errors", () => {
     expect(errors.join("\n")).toContain("DATABASE_URL (a secret) or a HYPERDRIVE binding is required");
   });
 
+  test("MAIL_TRANSPORT=smtp (or file) is refused with one line saying what to use on Workers", async () => {
+    for (const transport of ["smtp", "file"]) {
+      errors = [];
+      const { ctx } = createContext();
+      const bindings = { DATABASE_URL: "postgres://db.example.com/app", JWT_SECRET: TEST_JWT_SECRET, MAIL_TRANSPORT: transport, SMTP_URL: "smtp://127.0.0.1:2525" };
+      const res = await worker.fetch(new Request("http://worker/health"), bindings, ctx);
+      expect(res.status).toBe(500);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toContain(`MAIL_TRANSPORT=${transport} is not available on Workers`);
+      expect(errors[0]).toContain("MAIL_TRANSPORT=log");
+    }
+  });
+
   test("a misconfigured scheduled run logs one line and does not throw", async () => {
     const { ctx } = createContext();
     await worker.scheduled(controller("*/15 * * * *"), { DATABASE_URL: "mysql://x" }, ctx);

@@ -71,6 +71,8 @@ describe("auth: happy path", () => {
       id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       email: "ada@example.com",
       role: "customer",
+      emailVerified: false,
+      disabled: false,
       createdAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
       updatedAt: expect.stringMatching(/Z$/),
     });

@@ -137,6 +137,7 @@ describe("jobs: dispatcher", () => {
       "backup-full": "0 2 * * *",
       "backup-incremental": "0 */6 * * *",
       "restore-verify": "0 4 1 * *",
+      "deliver-mail": "* * * * *",
     });
   });
 
@@ -174,17 +175,17 @@ describe("jobs: dispatcher", () => {
 describe("jobs: scheduler", () => {
   test("a tick runs the jobs due in that minute once; a repeated tick does not run them again", async () => {
     const scheduler = createScheduler(jobDeps(), { host: "test-host" });
-    const runs = await scheduler.tick(NOW); // 10:15 on a Wednesday: prune only
-    expect(runs.map((r) => [r.job, r.ran])).toEqual([["prune-sessions", true]]);
-    expect((await scheduler.tick(NOW)).map((r) => r.ran)).toEqual([false]);
-    expect(await scheduler.tick(new Date("2026-11-25T10:16:00Z"))).toEqual([]);
+    const runs = await scheduler.tick(NOW); // 10:15 on a Wednesday: prune, and mail as every minute
+    expect(runs.map((r) => [r.job, r.ran])).toEqual([["prune-sessions", true], ["deliver-mail", true]]);
+    expect((await scheduler.tick(NOW)).map((r) => r.ran)).toEqual([false, false]);
+    expect((await scheduler.tick(new Date("2026-11-25T10:16:00Z"))).map((r) => r.job)).toEqual(["deliver-mail"]);
   });
 
   test("maintenance runs on Sunday at 03:00 alongside prune", async () => {
     const runs = await createScheduler(jobDeps(), { host: "test-host", jobs: jobSchedule.filter((j) => !j.bunOnly) }).tick(
       new Date("2026-11-29T03:00:00Z"),
     );
-    expect(runs.map((r) => r.job).sort()).toEqual(["maintenance", "prune-sessions"]);
+    expect(runs.map((r) => r.job).sort()).toEqual(["deliver-mail", "maintenance", "prune-sessions"]);
     expect(runs.every((r) => r.ran && r.report?.ok)).toBe(true);
   });
 });
@@ -201,7 +202,7 @@ describe.if(onPostgres)("jobs: two hosts on one database (Postgres)", () => {
         const a = createScheduler(jobDeps({ clock }), { host: "host-a" });
         const b = createScheduler({ ...jobDeps({ clock }), db: other.db, handle: other }, { host: "host-b" });
         const [ra, rb] = await Promise.all([a.tick(minute), b.tick(minute)]);
-        const ran = [...ra, ...rb].filter((r) => r.ran);
+        const ran = [...ra, ...rb].filter((r) => r.ran && r.job === "prune-sessions");
         expect(ran).toHaveLength(1);
         expect(ran[0].report).toMatchObject({ ok: true, sessionsDeleted: 3 });
         const rows = await queryRows<{ n: string | number }>(

@@ -91,6 +91,14 @@ describe("query fast path: the same answer as tRPC's fetch adapter", () => {
     ["orders.list admin filtered", () => request(`orders.list${q({ status: "pending", limit: 5 })}`, { token: admin })],
     ["orders.byId owner", () => request(`orders.byId${q({ id: orderId })}`, { token: customer })],
     ["orders.byId someone else's", () => request(`orders.byId${q({ id: MISSING })}`, { token: customer })],
+    ["users.list admin", () => request(`users.list${q({ limit: 2 })}`, { token: admin })],
+    ["users.list customer", () => request("users.list", { token: customer })],
+    ["users.list bad role", () => request(`users.list${q({ role: "root" })}`, { token: admin })],
+    ["users.byId admin", () => request(`users.byId${q({ id: MISSING })}`, { token: admin })],
+    ["users.byId malformed id", () => request(`users.byId${q({ id: "42" })}`, { token: admin })],
+    ["audit.list admin", () => request(`audit.list${q({ action: "auth.register", limit: 1 })}`, { token: admin })],
+    ["audit.list anonymous", () => request("audit.list")],
+    ["audit.list garbage cursor", () => request(`audit.list${q({ cursor: "nope" })}`, { token: admin })],
     ["a header that has nothing to do with tRPC", () => request("products.list", { headers: { accept: "application/json" } })],
   ];
 

@@ -28,18 +28,19 @@ export function createTestClock(start = new Date()) {
 /**
  * The app's deps through the same createDeps as every entry point, quiet and with a fixed secret.
  * Given only a Database (most tests), the handle is a stand-in that the app never uses; the jobs
- * need the real handle, so job tests pass that.
+ * need the real handle, so job tests pass that. Registration throttling is off here (suites
+ * register many accounts from one address); its own test turns it on.
  */
 export function createTestDeps(
   dbOrHandle: Database | DatabaseHandle,
   overrides: Partial<Omit<AppDeps, "env">> & { env?: Partial<Env> } = {},
 ): JobDeps {
-  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET }), ...overrides.env };
+  const { env: envOverrides, logger, clock, ...rest } = overrides;
+  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET, REGISTER_LIMIT_PER_HOUR: "0" }), ...envOverrides };
   const handle: DatabaseHandle = isHandle(dbOrHandle)
     ? dbOrHandle
     : { db: dbOrHandle, kind: onPostgres ? "postgres" : "pglite", close: async () => {} };
-  const deps = createDeps(env, handle, { logger: overrides.logger ?? silentLogger, clock: overrides.clock });
-  return { ...deps, ...(overrides.tokens ? { tokens: overrides.tokens } : {}) };
+  return { ...createDeps(env, handle, { logger: logger ?? silentLogger, clock }), ...rest };
 }
 
 function isHandle(x: Database | DatabaseHandle): x is DatabaseHandle {

@@ -50,7 +50,7 @@ export function getTestDatabase(): Promise<TestDatabase> {
 /** Empties every table; tests call it in beforeEach/beforeAll for a clean state. */
 export async function resetDatabase(handle: DatabaseHandle): Promise<void> {
   await handle.db.execute(
-    sql`truncate table order_idempotency_keys, order_items, orders, sessions, login_throttle, products, users restart identity cascade`,
+    sql`truncate table audit_events, mail_outbox, account_tokens, session_chains, account_status, order_idempotency_keys, order_items, orders, sessions, login_throttle, products, users restart identity cascade`,
   );
 }
 
