@@ -4,8 +4,6 @@
 import { edgeRunners, runReported, type JobRunner } from "./dispatch";
 import { isJobName, jobNames, type JobDeps, type JobName, type JobReport } from "./types";
 
-export type { JobDeps, JobReport } from "./types";
-export { runScheduledJob, jobForCron } from "./dispatch";
 
 /** The runner of any job, backups included (Bun host and CLI only). */
 export async function loadRunner(name: JobName): Promise<JobRunner> {

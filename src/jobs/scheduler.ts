@@ -6,15 +6,12 @@ import { describeHost, runClaimed, type ClaimedRun } from "./dispatch";
 import { loadRunner } from "./index";
 import { jobSchedule, type JobDefinition, type JobDeps } from "./types";
 
-export type { JobDeps } from "./types";
-
 /** A host that was asleep (suspended laptop, long GC) catches up at most this many minutes. */
 const MAX_CATCH_UP_MINUTES = 5;
 
 export interface Scheduler {
   /** Runs every job due in `minute` (claims first); resolves when they have finished. */
   tick(minute: Date): Promise<ClaimedRun[]>;
-  stop(): void;
 }
 
 export function createScheduler(
@@ -28,7 +25,6 @@ export function createScheduler(
       const due = jobs.filter((j) => cronMatches(j.schedule, minute));
       return Promise.all(due.map(async (j) => runClaimed(j.name, await loadRunner(j.name), deps, minute, host)));
     },
-    stop() {},
   };
 }
 
