@@ -67,6 +67,9 @@ const EnvSchema = v.pipe(
     TRUST_PROXY: flag("TRUST_PROXY", false),
     JOBS: flag("JOBS", true),
     LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "LOG_LEVEL must be debug, info, warn or error"), "info"),
+    // false: every tRPC request goes through tRPC's own fetch adapter, none through
+    // src/trpc/query-fast-path.ts (which leans on tRPC internals; patches/README.md, "After an upgrade").
+    TRPC_FAST_PATH: flag("TRPC_FAST_PATH", true),
   }),
   v.check(
     (e) => !(e.DATABASE_URL && !e.JWT_SECRET),

@@ -26,7 +26,8 @@ export function createTestClock(start = new Date()) {
 }
 
 export function createTestDeps(db: Database, overrides: Partial<AppDeps> & { env?: Partial<Env> } = {}): AppDeps {
-  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET }), ...overrides.env };
+  // TRPC_FAST_PATH from the shell, so the whole suite can run with the fast path off (.ci/run).
+  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET, TRPC_FAST_PATH: process.env.TRPC_FAST_PATH }), ...overrides.env };
   return {
     db,
     env,

@@ -41,6 +41,8 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
     JOBS: "false",
     LOG_LEVEL: "info",
   };
+  // Passed on so the whole suite can run with the fast path off (.ci/run).
+  if (process.env.TRPC_FAST_PATH) env.TRPC_FAST_PATH = process.env.TRPC_FAST_PATH;
   for (const [k, v] of Object.entries(extra)) {
     if (v === "") delete env[k];
     else env[k] = v;

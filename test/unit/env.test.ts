@@ -85,3 +85,16 @@ describe("env: security", () => {
     expect(messageOf({ DATABASE_URL: "postgres://:pa55word@", JWT_SECRET: SECRET })).not.toContain("pa55word");
   });
 });
+
+describe("env: TRPC_FAST_PATH", () => {
+  test("on unless switched off", () => {
+    expect(parseEnv({}).TRPC_FAST_PATH).toBe(true);
+    expect(parseEnv({ TRPC_FAST_PATH: "false" }).TRPC_FAST_PATH).toBe(false);
+    expect(parseEnv({ TRPC_FAST_PATH: "0" }).TRPC_FAST_PATH).toBe(false);
+    expect(parseEnv({ TRPC_FAST_PATH: "true" }).TRPC_FAST_PATH).toBe(true);
+  });
+
+  test("errors: anything but true or false is refused, naming the variable", () => {
+    expect(messageOf({ TRPC_FAST_PATH: "off" })).toBe("Invalid environment: TRPC_FAST_PATH must be true or false");
+  });
+});
