@@ -2,7 +2,7 @@
 // here, so the Worker's `scheduled` handler can import this module. Backups live in ./backup and
 // are loaded only by the Bun host (./index.ts).
 import { describeError } from "../lib/logger";
-import { cronMatches, floorToMinute } from "./cron";
+import { floorToMinute } from "./cron";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
 import { claimJobRun, describeHost, finishJobRun } from "./runs";

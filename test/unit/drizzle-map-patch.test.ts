@@ -99,7 +99,7 @@ describe.skipIf(!applied)(`the patched drizzle mapResultRow against the publishe
       Array.from({ length: width }, (_, i) => (i === orderCols + 1 ? null : `v${i}`)),
     ];
     const results = rows.map((row) => patched(fields, row, joinsNotNullableMap));
-    rows.forEach((row, i) => expect(results[i]).toEqual(published(fields, row, joinsNotNullableMap)));
+    for (const [i, row] of rows.entries()) expect(results[i]).toEqual(published(fields, row, joinsNotNullableMap));
     // The cases reach the nullifying branch (Drizzle decides a side by its first column).
     expect(results[2].order_items).toBeNull();
     expect(results[2].users).toBeNull();
