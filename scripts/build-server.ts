@@ -22,11 +22,13 @@ const trpcFromSource: BunPlugin = {
   },
 };
 
+// BUILD_ENTRY: another entry built the same way (bench/layers.ts, to measure the build in-process).
+const entry = process.env.BUILD_ENTRY ?? "src/server.ts";
 const result = await Bun.build({
-  entrypoints: ["src/server.ts"],
+  entrypoints: [entry],
   // Two levels below the root, like src/db/migrate.ts, whose `../../drizzle` (from import.meta.url)
   // must still find the migrations.
-  outdir: "dist/bun",
+  outdir: entry === "src/server.ts" ? "dist/bun" : "dist/bench",
   target: "bun",
   format: "esm",
   sourcemap: "linked",
