@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
-import { queryRows, type Database } from "../db/client";
+import { type Database, queryRows } from "../db/client";
 import { toDbTime } from "../lib/time";
-
 
 /**
  * Claims (job, scheduledFor) for this host. The primary key lets exactly one of any number of
