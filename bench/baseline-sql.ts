@@ -132,7 +132,11 @@ export const ORDER_CREATE = `
               from ord) as "order"
       from verdict v`;
 
-export function orderCreateParams(lines: { productId: string; quantity: number }[], orderId: string, userId: string): (string | number)[] {
+export function orderCreateParams(
+  lines: { productId: string; quantity: number }[],
+  orderId: string,
+  userId: string,
+): (string | number)[] {
   return [
     `{${lines.map((l) => l.productId).join(",")}}`,
     `{${lines.map((l) => l.quantity).join(",")}}`,

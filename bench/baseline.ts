@@ -5,26 +5,25 @@
 // What it leaves out is the framework, which is what the benchmark's ratio measures.
 //
 //   PORT=4001 DATABASE_URL=postgres://… JWT_SECRET=… bun bench/baseline.ts
-
-import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
-import { jwtVerify, SignJWT } from "jose";
 import postgres from "postgres";
-import { needsRehash, PASSWORD_PARAMS } from "../src/lib/password-policy";
+import { SignJWT, jwtVerify } from "jose";
+import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
+import { PASSWORD_PARAMS, needsRehash } from "../src/lib/password-policy";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
-import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 import {
   listProductsStatement,
   ORDER_CREATE,
   orderCreateParams,
   PRODUCT_BY_ID,
-  type ProductSort,
   SESSION_INSERT,
   SESSION_LOOKUP,
   THROTTLE_FORGIVE,
   THROTTLE_RESERVE,
   USER_BY_EMAIL,
   USER_REHASH,
+  type ProductSort,
 } from "./baseline-sql";
 
 const env = process.env;
@@ -221,26 +220,13 @@ async function login(input: unknown, clientAddress: string) {
   const emailKey = `email:${email}`;
   const addressKey = `ip:${clientAddress}`;
   const counters = await sql.unsafe<{ key: string; failures: number; window_started_at: string }[]>(THROTTLE_RESERVE, [
-    emailKey,
-    nowText,
-    expires,
-    addressKey,
-    nowText,
-    expires,
-    floor,
-    floor,
-    floor,
+    emailKey, nowText, expires, addressKey, nowText, expires, floor, floor, floor,
   ]);
   for (const c of counters) {
     if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
       const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
       const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
-      throw new Failure(
-        "TOO_MANY_REQUESTS",
-        `Too many failed sign-in attempts: try again in ${retry} seconds`,
-        { retryAfterSeconds: retry },
-        { "retry-after": String(retry) },
-      );
+      throw new Failure("TOO_MANY_REQUESTS", `Too many failed sign-in attempts: try again in ${retry} seconds`, { retryAfterSeconds: retry }, { "retry-after": String(retry) });
     }
   }
   let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
@@ -321,8 +307,7 @@ async function listProducts(input: unknown) {
   if (!isInt(limit, 1, 100)) throw bad("limit must be an integer from 1 to 100");
   const sort = (i.sort === undefined ? "newest" : i.sort) as ProductSort;
   if (!SORTS.includes(sort)) throw bad(`sort must be one of ${SORTS.join(", ")}`);
-  if (i.cursor !== undefined && i.cursor !== null && (typeof i.cursor !== "string" || i.cursor.length > 2048))
-    throw bad("cursor is not valid");
+  if (i.cursor !== undefined && i.cursor !== null && (typeof i.cursor !== "string" || i.cursor.length > 2048)) throw bad("cursor is not valid");
   if (i.search !== undefined && (typeof i.search !== "string" || i.search.length > 100 || i.search.includes("\0"))) {
     throw bad("search must be a string of at most 100 characters");
   }
@@ -384,10 +369,7 @@ async function createOrder(input: unknown, caller: Caller) {
       if (code === "22003") throw bad("The order total would be above 99999999.99: order fewer items");
       // Like the service: the stock CHECK refused a write decided on an older snapshot; decide again.
       if (code === "23514" && attempt < 5) continue;
-      if (code === "23514")
-        throw new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", {
-          productIds: lines.map((l) => l.productId),
-        });
+      if (code === "23514") throw new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: lines.map((l) => l.productId) });
       throw error;
     }
   }

@@ -3,30 +3,29 @@
 // Measures the service against a raw baseline (bench/baseline.ts: same SQL, same checks, no
 // framework) and pgbench (the same SQL with no HTTP and no JS), in one run on one database.
 // See bench/README.md for how to read the table.
-
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
 import postgres from "postgres";
+import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
 import { createPostgresDatabase, type DatabaseHandle } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
 import { PASSWORD_PARAMS } from "../src/lib/password-policy";
-import { setStock } from "../src/services/inventory";
 import { createProduct } from "../src/services/products";
+import { setStock } from "../src/services/inventory";
 import { listProductsStatement, ORDER_CREATE, orderCreateParams } from "./baseline-sql";
-import { BENCH_PASSWORD, type Customer, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables } from "./lib/load";
-import { type PgbenchResult, type PgbenchScript, runPgbench } from "./lib/pgbench";
+import { BENCH_PASSWORD, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables, type Customer } from "./lib/load";
 import {
-  type BenchDatabase,
   diffStatements,
   enableStatementStats,
   HARNESS_MARK,
   openBenchDatabase,
-  type StatementDelta,
   snapshotStatements,
+  type BenchDatabase,
+  type StatementDelta,
 } from "./lib/postgres";
-import { cpuTicks, freePort, memoryOf, type Server, sleep, startServer, TICK_US } from "./lib/proc";
+import { runPgbench, type PgbenchResult, type PgbenchScript } from "./lib/pgbench";
+import { cpuTicks, freePort, memoryOf, sleep, startServer, TICK_US, type Server } from "./lib/proc";
 import { ensureWrk, runWrk, type WrkResult } from "./lib/wrk";
 
 // --- options ------------------------------------------------------------------------------------
@@ -65,13 +64,10 @@ function parseOptions(argv: string[]): Options {
   const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "service", "help"]);
   for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
   if (flags.has("help")) {
-    console.log(
-      `bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile] [--service=FILE]`,
-    );
+    console.log(`bun run bench [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile] [--service=FILE]`);
     process.exit(0);
   }
-  for (const n of names)
-    if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
+  for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
   const smoke = flags.has("smoke");
   const int = (k: string, fallback: number) => {
     const v = flags.get(k);
@@ -183,13 +179,7 @@ interface HttpScenarioResult {
   ratio: number;
   pgbench?: PgbenchResult & { kind: PgbenchScript; clients: number };
   extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number; mode?: string })[];
-  statementsPerRequest?: {
-    service: number;
-    baseline: number;
-    sameStatements: boolean;
-    service_statements: StatementDelta[];
-    baseline_statements: StatementDelta[];
-  };
+  statementsPerRequest?: { service: number; baseline: number; sameStatements: boolean; service_statements: StatementDelta[]; baseline_statements: StatementDelta[] };
   roundTripsPerOrder?: { service: number; baseline: number };
   hashCeiling?: Awaited<ReturnType<typeof measureHashCeiling>>;
   /** create: the order statement's plan for one 3-line order (run in a transaction that is rolled back). */
@@ -234,8 +224,7 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
   });
   // Requests still in flight when wrk stops finish now, and are counted in this run, not the next.
   await sleep(Math.min(3000, Math.max(200, 2 * r.p99Ms)));
-  if (server.proc.exitCode !== null || server.proc.signalCode !== null)
-    throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null) throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
   const ticks1 = cpuTicks(server.proc.pid) ?? NaN;
   const db1 = ctx.db.serverCpuTicks();
   const per = (ticks: number) => (ticks * TICK_US) / Math.max(1, r.requests);
@@ -253,7 +242,8 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
 function compareStatements(service: SideRun, baseline: SideRun) {
   const perRequest = (r: SideRun) => (r.statements ?? []).reduce((n, s) => n + s.calls, 0) / Math.max(1, r.requests);
   // Statements sent on at least 5 % of requests; rarer ones are pool housekeeping.
-  const main = (r: SideRun) => new Set((r.statements ?? []).filter((s) => s.calls >= 0.05 * r.requests).map((s) => s.queryid));
+  const main = (r: SideRun) =>
+    new Set((r.statements ?? []).filter((s) => s.calls >= 0.05 * r.requests).map((s) => s.queryid));
   const a = main(service);
   const b = main(baseline);
   const same = a.size === b.size && [...a].every((id) => b.has(id));
@@ -298,10 +288,7 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
   const spec = HTTP[name];
   const { opts } = ctx;
   const hashCeiling = name === "login" ? await measureHashCeiling(opts.smoke ? 5 : 30) : undefined;
-  if (hashCeiling)
-    log(
-      `argon2id verify at m=${PASSWORD_PARAMS.memoryCost},t=${PASSWORD_PARAMS.timeCost},p=${PASSWORD_PARAMS.parallelism}: ${hashCeiling.msPerHash} ms → ceiling ${hashCeiling.ceilingPerSecond}/s on ${hashCeiling.cores} cores (${hashCeiling.cpuMsPerHash} ms CPU per verify; ${hashCeiling.parallelPerSecond}/s measured with ${hashCeiling.cores} in flight)`,
-    );
+  if (hashCeiling) log(`argon2id verify at m=${PASSWORD_PARAMS.memoryCost},t=${PASSWORD_PARAMS.timeCost},p=${PASSWORD_PARAMS.parallelism}: ${hashCeiling.msPerHash} ms → ceiling ${hashCeiling.ceilingPerSecond}/s on ${hashCeiling.cores} cores (${hashCeiling.cpuMsPerHash} ms CPU per verify; ${hashCeiling.parallelPerSecond}/s measured with ${hashCeiling.cores} in flight)`);
   if (opts.warmupSeconds > 0) {
     log(`${name}: warm-up ${opts.warmupSeconds}s each`);
     await measureSide(ctx, ctx.service, name, opts.warmupSeconds);
@@ -316,9 +303,7 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     service.push(s);
     const b = await measureSide(ctx, ctx.baseline, name, seconds);
     baseline.push(b);
-    log(
-      `${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors), baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors)`,
-    );
+    log(`${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors), baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors)`);
   }
   const sSum = summarise(service);
   const bSum = summarise(baseline);
@@ -358,62 +343,25 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     result.statementMeanMs = (last.statements ?? [])
       .filter((x) => x.calls >= 0.05 * last.requests)
       .map((x) => ({ query: x.query.slice(0, 120), meanMs: x.meanMs, callsPerRequest: round(x.calls / Math.max(1, last.requests), 2)! }));
-    for (const x of result.statementMeanMs)
-      log(`${name}: ${x.callsPerRequest}× per request, ${x.meanMs} ms mean in Postgres: ${x.query.slice(0, 70)}…`);
+    for (const x of result.statementMeanMs) log(`${name}: ${x.callsPerRequest}× per request, ${x.meanMs} ms mean in Postgres: ${x.query.slice(0, 70)}…`);
   }
   if (opts.pgbench && spec.pgbench) {
     const vars = { nproducts: ctx.productIds.length, nsessions: ctx.customers.length };
-    const pg = await runPgbench({
-      url: ctx.db.pooledUrl,
-      kind: spec.pgbench,
-      clients: opts.poolMax,
-      threads: 2,
-      seconds: opts.seconds,
-      vars,
-      dir: ctx.dataDir,
-    });
+    const pg = await runPgbench({ url: ctx.db.pooledUrl, kind: spec.pgbench, clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
     result.pgbench = { ...pg, kind: spec.pgbench, clients: opts.poolMax };
     log(`${name}: pgbench ${spec.pgbench} ${pg.tps.toFixed(0)} tps (avg ${pg.latencyAvgMs} ms, ${pg.failed} failed)`);
     if (name === "create") {
-      const session = await runPgbench({
-        url: ctx.db.pooledUrl,
-        kind: "session",
-        clients: opts.poolMax,
-        threads: 2,
-        seconds: opts.seconds,
-        vars,
-        dir: ctx.dataDir,
-      });
+      const session = await runPgbench({ url: ctx.db.pooledUrl, kind: "session", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir });
       // The same order script with server-side prepared statements, straight to Postgres:
       // what planning every statement anew (DATABASE_PREPARE=false behind PgBouncer 1.18) costs.
-      const prepared = await runPgbench({
-        url: ctx.db.directUrl,
-        kind: "order",
-        clients: opts.poolMax,
-        threads: 2,
-        seconds: opts.seconds,
-        vars,
-        dir: ctx.dataDir,
-        mode: "prepared",
-      });
-      const direct = await runPgbench({
-        url: ctx.db.directUrl,
-        kind: "order",
-        clients: opts.poolMax,
-        threads: 2,
-        seconds: opts.seconds,
-        vars,
-        dir: ctx.dataDir,
-        mode: "extended",
-      });
+      const prepared = await runPgbench({ url: ctx.db.directUrl, kind: "order", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir, mode: "prepared" });
+      const direct = await runPgbench({ url: ctx.db.directUrl, kind: "order", clients: opts.poolMax, threads: 2, seconds: opts.seconds, vars, dir: ctx.dataDir, mode: "extended" });
       result.extraPgbench = [
         { ...session, kind: "session", clients: opts.poolMax },
         { ...prepared, kind: "order", clients: opts.poolMax, mode: "prepared, direct to Postgres" },
         { ...direct, kind: "order", clients: opts.poolMax, mode: "unprepared, direct to Postgres" },
       ];
-      log(
-        `${name}: pgbench session lookup ${session.tps.toFixed(0)} tps; order direct to Postgres: prepared ${prepared.tps.toFixed(0)} tps, unprepared ${direct.tps.toFixed(0)} tps`,
-      );
+      log(`${name}: pgbench session lookup ${session.tps.toFixed(0)} tps; order direct to Postgres: prepared ${prepared.tps.toFixed(0)} tps, unprepared ${direct.tps.toFixed(0)} tps`);
     }
   }
   if (name === "login" && hashCeiling) {
@@ -427,12 +375,7 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
       met: result.ratio >= spec.targetRatio,
     };
   }
-  targets.push({
-    name: result.target.description,
-    value: round(result.target.value * 100, 1),
-    threshold: `${spec.targetRatio * 100} %`,
-    met: result.target.met,
-  });
+  targets.push({ name: result.target.description, value: round(result.target.value * 100, 1), threshold: `${spec.targetRatio * 100} %`, met: result.target.met });
   if (sSum.requests === 0 || bSum.requests === 0) {
     const msg = `${name}: no request completed (service ${sSum.requests}, baseline ${bSum.requests})`;
     ctx.warnings.push(msg);
@@ -447,10 +390,7 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
 }
 
 async function explainOrder(ctx: Ctx): Promise<{ plan: string[]; executionMs: number }> {
-  const lines = ctx.productIds
-    .slice(0, 3)
-    .map((productId) => ({ productId, quantity: 1 }))
-    .sort((a, b) => (a.productId < b.productId ? -1 : 1));
+  const lines = ctx.productIds.slice(0, 3).map((productId) => ({ productId, quantity: 1 })).sort((a, b) => (a.productId < b.productId ? -1 : 1));
   const params = orderCreateParams(lines, crypto.randomUUID(), ctx.customers[0].userId);
   let plan: string[] = [];
   try {
@@ -469,12 +409,7 @@ async function explainOrder(ctx: Ctx): Promise<{ plan: string[]; executionMs: nu
 
 function shapeOf(v: unknown): unknown {
   if (Array.isArray(v)) return v.length ? [shapeOf(v[0])] : [];
-  if (v && typeof v === "object")
-    return Object.fromEntries(
-      Object.keys(v)
-        .sort()
-        .map((k) => [k, shapeOf((v as Record<string, unknown>)[k])]),
-    );
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shapeOf((v as Record<string, unknown>)[k])]));
   return v === null ? "null" : typeof v;
 }
 
@@ -497,18 +432,8 @@ async function checkWireFormat(ctx: Ctx, scenarios: Scenario[]): Promise<void> {
     body: JSON.stringify(body),
   });
   if (scenarios.includes("create") || scenarios.includes("contended")) {
-    requests.push({
-      name: "create",
-      path: "/trpc/orders.create",
-      init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }, c.token),
-      exact: false,
-    });
-    requests.push({
-      name: "create (no token)",
-      path: "/trpc/orders.create",
-      init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }),
-      exact: false,
-    });
+    requests.push({ name: "create", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }, c.token), exact: false });
+    requests.push({ name: "create (no token)", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }), exact: false });
   }
   if (scenarios.includes("login")) {
     requests.push({ name: "login", path: "/trpc/auth.login", init: post({ email: c.email, password: BENCH_PASSWORD }), exact: false });
@@ -529,9 +454,7 @@ async function checkWireFormat(ctx: Ctx, scenarios: Scenario[]): Promise<void> {
     };
     const sa = strip(a);
     const sb = strip(b);
-    const same =
-      a.status === b.status &&
-      (r.exact ? JSON.stringify(sa) === JSON.stringify(sb) : JSON.stringify(shapeOf(sa)) === JSON.stringify(shapeOf(sb)));
+    const same = a.status === b.status && (r.exact ? JSON.stringify(sa) === JSON.stringify(sb) : JSON.stringify(shapeOf(sa)) === JSON.stringify(shapeOf(sb)));
     if (!same) {
       const msg = `wire format differs for ${r.name}: service ${a.status} ${JSON.stringify(a.body).slice(0, 300)} / baseline ${b.status} ${JSON.stringify(b.body).slice(0, 300)}`;
       ctx.warnings.push(msg);
@@ -559,13 +482,10 @@ async function runContended(ctx: Ctx) {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${ctx.customers[i % ctx.customers.length].token}` },
           body,
-        }).then(
-          async (res) => {
-            await res.arrayBuffer();
-            return res.status;
-          },
-          () => 0,
-        ),
+        }).then(async (res) => {
+          await res.arrayBuffer();
+          return res.status;
+        }, () => 0),
       ),
     );
     const drainMs = performance.now() - started;
@@ -579,9 +499,7 @@ async function runContended(ctx: Ctx) {
     const service = await once(ctx.service);
     const baseline = await once(ctx.baseline);
     rounds.push({ service, baseline });
-    log(
-      `contended round ${r}: service ${service.ok} ok / ${service.conflicts} conflict in ${service.drainMs.toFixed(0)} ms, baseline ${baseline.ok} ok / ${baseline.conflicts} conflict in ${baseline.drainMs.toFixed(0)} ms`,
-    );
+    log(`contended round ${r}: service ${service.ok} ok / ${service.conflicts} conflict in ${service.drainMs.toFixed(0)} ms, baseline ${baseline.ok} ok / ${baseline.conflicts} conflict in ${baseline.drainMs.toFixed(0)} ms`);
   }
   const exact = rounds.every((r) => r.service.ok === STOCK && r.service.conflicts === ORDERS - STOCK && r.service.stockAfter === 0);
   const exactBaseline = rounds.every((r) => r.baseline.ok === STOCK && r.baseline.stockAfter === 0);
@@ -590,12 +508,7 @@ async function runContended(ctx: Ctx) {
     exitCode = 1;
   }
   if (!exactBaseline) ctx.warnings.push("contended: the baseline did not sell exactly the stock (see the JSON)");
-  targets.push({
-    name: `contended: exactly ${STOCK} of ${ORDERS} orders succeed, stock ends at 0`,
-    value: rounds[0]?.service.ok ?? null,
-    threshold: String(STOCK),
-    met: exact,
-  });
+  targets.push({ name: `contended: exactly ${STOCK} of ${ORDERS} orders succeed, stock ends at 0`, value: rounds[0]?.service.ok ?? null, threshold: String(STOCK), met: exact });
   return {
     kind: "contended" as const,
     orders: ORDERS,
@@ -608,9 +521,7 @@ async function runContended(ctx: Ctx) {
 
 // --- scale ----------------------------------------------------------------------------------------
 
-async function timeGet(
-  url: string,
-): Promise<{ ms: number; body: { result?: { data?: { items: unknown[]; nextCursor: string | null } } } }> {
+async function timeGet(url: string): Promise<{ ms: number; body: { result?: { data?: { items: unknown[]; nextCursor: string | null } } } }> {
   const started = performance.now();
   const res = await fetch(url);
   const body = (await res.json()) as { result?: { data?: { items: unknown[]; nextCursor: string | null } } };
@@ -624,14 +535,7 @@ async function explain(ctx: Ctx, q: Parameters<typeof listProductsStatement>[0])
   const rows = await ctx.admin.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${text}`, params);
   const plan = rows.map((r) => r["QUERY PLAN"]);
   const execMs = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join("\n"))?.[1] ?? NaN);
-  return {
-    plan,
-    executionMs: execMs,
-    top: plan
-      .slice(0, 4)
-      .map((l) => l.trim())
-      .join(" | "),
-  };
+  return { plan, executionMs: execMs, top: plan.slice(0, 4).map((l) => l.trim()).join(" | ") };
 }
 
 async function runScale(ctx: Ctx) {
@@ -672,16 +576,11 @@ async function runScale(ctx: Ctx) {
   ]);
   const pages = { service: { page1: s1, pageN: sN }, baseline: { page1: b1, pageN: bN } };
   const pageRatio = pages.service.pageN.p50Ms / pages.service.page1.p50Ms;
-  log(
-    `scale: page 1 p50 ${pages.service.page1.p50Ms} ms, page ${target} p50 ${pages.service.pageN.p50Ms} ms (×${pageRatio.toFixed(2)}); walk p50 ${median(walkMs).toFixed(2)} ms/page`,
-  );
+  log(`scale: page 1 p50 ${pages.service.page1.p50Ms} ms, page ${target} p50 ${pages.service.pageN.p50Ms} ms (×${pageRatio.toFixed(2)}); walk p50 ${median(walkMs).toFixed(2)} ms/page`);
 
   // Two-word terms match 1 in 400 names, one material 1 in 20, a number a handful, one nothing.
   const terms = ["Granite Lamp", "copper", "leather sofa", "77777", "no such product"];
-  const search: Record<
-    string,
-    { service: { p50Ms: number; p99Ms: number }; baseline: { p50Ms: number; p99Ms: number }; matchesOnPage: number }
-  > = {};
+  const search: Record<string, { service: { p50Ms: number; p99Ms: number }; baseline: { p50Ms: number; p99Ms: number }; matchesOnPage: number }> = {};
   for (const term of terms) {
     const first = await timeGet(listUrl(ctx.service, { limit: 20, search: term }));
     const [service, baseline] = await sampleInterleaved([
@@ -689,9 +588,7 @@ async function runScale(ctx: Ctx) {
       { server: ctx.baseline, input: { limit: 20, search: term } },
     ]);
     search[term] = { service, baseline, matchesOnPage: first.body.result?.data?.items.length ?? 0 };
-    log(
-      `scale: search "${term}" p50 ${search[term].service.p50Ms} ms (baseline ${search[term].baseline.p50Ms} ms, ${search[term].matchesOnPage} on page 1)`,
-    );
+    log(`scale: search "${term}" p50 ${search[term].service.p50Ms} ms (baseline ${search[term].baseline.p50Ms} ms, ${search[term].matchesOnPage} on page 1)`);
   }
   const searchP50 = Math.max(...terms.map((t) => search[t].service.p50Ms));
 
@@ -699,20 +596,13 @@ async function runScale(ctx: Ctx) {
   const explains = {
     page1: await explain(ctx, { sort: "newest", limit: 20 }),
     pageN: await explain(ctx, { sort: "newest", limit: 20, after: [decoded[1], decoded[2]] }),
-    ...Object.fromEntries(
-      await Promise.all(terms.map(async (t) => [`search "${t}"`, await explain(ctx, { sort: "newest", limit: 20, search: t })] as const)),
-    ),
+    ...Object.fromEntries(await Promise.all(terms.map(async (t) => [`search "${t}"`, await explain(ctx, { sort: "newest", limit: 20, search: t })] as const))),
   };
   for (const [k, v] of Object.entries(explains)) log(`scale: EXPLAIN ${k}: ${v.executionMs} ms: ${v.top}`);
 
   const full = Number(n) >= 1_000_000;
   targets.push({ name: `page ${target} within 1.5× page 1 (p50)`, value: round(pageRatio, 2), threshold: "1.5×", met: pageRatio <= 1.5 });
-  targets.push({
-    name: `search p50 < 20 ms at ${Number(n).toLocaleString("en")} products (worst term)`,
-    value: searchP50,
-    threshold: "20 ms",
-    met: searchP50 < 20,
-  });
+  targets.push({ name: `search p50 < 20 ms at ${Number(n).toLocaleString("en")} products (worst term)`, value: searchP50, threshold: "20 ms", met: searchP50 < 20 });
   if (!full) ctx.warnings.push(`scale ran on ${Number(n).toLocaleString("en")} products, not 1,000,000: its targets are only indicative`);
   return {
     kind: "scale" as const,
@@ -745,29 +635,14 @@ async function runStatic(ctx: Ctx) {
     const runs: WrkResult[] = [];
     for (const connections of [16, 64]) {
       const ticks0 = cpuTicks(server.proc.pid) ?? NaN;
-      const r = await runWrk({
-        url: server.url,
-        script: "static.lua",
-        connections,
-        threads: ctx.opts.wrkThreads,
-        seconds: Math.max(1, Math.min(ctx.opts.seconds, 5)),
-        dataDir: ctx.dataDir,
-      });
+      const r = await runWrk({ url: server.url, script: "static.lua", connections, threads: ctx.opts.wrkThreads, seconds: Math.max(1, Math.min(ctx.opts.seconds, 5)), dataDir: ctx.dataDir });
       const serverUs = (((cpuTicks(server.proc.pid) ?? NaN) - ticks0) * TICK_US) / Math.max(1, r.requests);
       runs.push(r);
-      log(
-        `static (${connections} connections): ${r.rps.toFixed(0)} req/s, wrk ${r.wrkCpuUsPerRequest.toFixed(1)} µs CPU/request, server ${serverUs.toFixed(1)} µs CPU/request`,
-      );
+      log(`static (${connections} connections): ${r.rps.toFixed(0)} req/s, wrk ${r.wrkCpuUsPerRequest.toFixed(1)} µs CPU/request, server ${serverUs.toFixed(1)} µs CPU/request`);
     }
     return {
       kind: "static" as const,
-      runs: runs.map((r, i) => ({
-        connections: [16, 64][i],
-        rps: round(r.rps, 0),
-        p50Ms: round(r.p50Ms),
-        p99Ms: round(r.p99Ms),
-        wrkCpuUsPerRequest: round(r.wrkCpuUsPerRequest, 1),
-      })),
+      runs: runs.map((r, i) => ({ connections: [16, 64][i], rps: round(r.rps, 0), p50Ms: round(r.p50Ms), p99Ms: round(r.p99Ms), wrkCpuUsPerRequest: round(r.wrkCpuUsPerRequest, 1) })),
     };
   } finally {
     await server.stop();
@@ -776,26 +651,17 @@ async function runStatic(ctx: Ctx) {
 
 // --- report ---------------------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, digits = 0) =>
-  x === null || x === undefined || !Number.isFinite(x)
-    ? "—"
-    : x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const fmt = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   const lines: string[] = [];
   lines.push("");
-  lines.push(
-    "| scenario | conns | service req/s | p50 / p99 ms | baseline req/s | p50 / p99 ms | service/baseline | pgbench tps (same SQL) | errors s/b | CPU µs/req s/b |",
-  );
+  lines.push("| scenario | conns | service req/s | p50 / p99 ms | baseline req/s | p50 / p99 ms | service/baseline | pgbench tps (same SQL) | errors s/b | CPU µs/req s/b |");
   lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const name of ["login", "list", "byId", "create"] as const) {
     const r = results[name] as HttpScenarioResult | undefined;
     if (!r) continue;
-    const pg = r.pgbench
-      ? `${fmt(r.pgbench.tps)} (${r.pgbench.kind}, ${r.pgbench.clients} conns)`
-      : name === "login" && r.hashCeiling
-        ? `hash ceiling ${fmt(r.hashCeiling.ceilingPerSecond)}/s`
-        : "—";
+    const pg = r.pgbench ? `${fmt(r.pgbench.tps)} (${r.pgbench.kind}, ${r.pgbench.clients} conns)` : name === "login" && r.hashCeiling ? `hash ceiling ${fmt(r.hashCeiling.ceilingPerSecond)}/s` : "—";
     lines.push(
       `| ${name} | ${r.connections} | ${fmt(r.service.rps)} | ${fmt(r.service.p50Ms, 1)} / ${fmt(r.service.p99Ms, 1)} | ${fmt(r.baseline.rps)} | ${fmt(r.baseline.p50Ms, 1)} / ${fmt(r.baseline.p99Ms, 1)} | ${fmt(r.ratio * 100)} % | ${pg} | ${r.service.errors} / ${r.baseline.errors} | ${fmt(r.service.cpuUsPerRequest)} / ${fmt(r.baseline.cpuUsPerRequest)} |`,
     );
@@ -809,10 +675,7 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
     for (const name of ["login", "list", "byId", "create"] as const) {
       const r = results[name] as HttpScenarioResult | undefined;
       if (!r) continue;
-      for (const [side, x] of [
-        ["service", r.service],
-        ["baseline", r.baseline],
-      ] as const) {
+      for (const [side, x] of [["service", r.service], ["baseline", r.baseline]] as const) {
         const total = x.cpuUsPerRequest + (x.postgresCpuUsPerRequest ?? 0) + (x.pgbouncerCpuUsPerRequest ?? 0) + x.wrkCpuUsPerRequest;
         lines.push(
           `| ${name} | ${side} | ${fmt(x.rps)} | ${fmt(x.cpuUsPerRequest)} | ${fmt(x.postgresCpuUsPerRequest)} | ${fmt(x.pgbouncerCpuUsPerRequest)} | ${fmt(x.wrkCpuUsPerRequest)} | ${fmt(total)} | ${fmt((availableParallelism() * 1e6) / total)} |`,
@@ -823,43 +686,27 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   const create = results.create as HttpScenarioResult | undefined;
   if (create?.roundTripsPerOrder) {
     lines.push("");
-    lines.push(
-      `create: statements (round trips) per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, baseline ${create.roundTripsPerOrder.baseline}; same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`,
-    );
+    lines.push(`create: statements (round trips) per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, baseline ${create.roundTripsPerOrder.baseline}; same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`);
     if (create.extraPgbench?.[0]) lines.push(`pgbench session lookup alone: ${fmt(create.extraPgbench[0].tps)} tps`);
     if (create.extraPgbench?.[1]) {
-      lines.push(
-        `pgbench order: ${fmt(create.pgbench?.tps)} tps unprepared through PgBouncer (the service's path), ${fmt(create.extraPgbench[2]?.tps)} unprepared direct to Postgres, ${fmt(create.extraPgbench[1].tps)} with server-side prepared statements direct`,
-      );
+      lines.push(`pgbench order: ${fmt(create.pgbench?.tps)} tps unprepared through PgBouncer (the service's path), ${fmt(create.extraPgbench[2]?.tps)} unprepared direct to Postgres, ${fmt(create.extraPgbench[1].tps)} with server-side prepared statements direct`);
     }
-    if (create.explain)
-      lines.push(
-        `create: EXPLAIN ANALYZE of one 3-line order: ${create.explain.plan.find((l) => l.startsWith("Planning Time"))}, Execution Time ${create.explain.executionMs} ms`,
-      );
+    if (create.explain) lines.push(`create: EXPLAIN ANALYZE of one 3-line order: ${create.explain.plan.find((l) => l.startsWith("Planning Time"))}, Execution Time ${create.explain.executionMs} ms`);
   }
   const login = results.login as HttpScenarioResult | undefined;
   if (login?.hashCeiling) {
-    lines.push(
-      `login: argon2id verify ${login.hashCeiling.msPerHash} ms → ceiling ${login.hashCeiling.cores} cores × 1000 / ms = ${fmt(login.hashCeiling.ceilingPerSecond)}/s (${fmt(login.hashCeiling.parallelPerSecond)}/s measured with ${login.hashCeiling.cores} verifies in flight); service at ${fmt(login.target.value * 100)} % of it`,
-    );
+    lines.push(`login: argon2id verify ${login.hashCeiling.msPerHash} ms → ceiling ${login.hashCeiling.cores} cores × 1000 / ms = ${fmt(login.hashCeiling.ceilingPerSecond)}/s (${fmt(login.hashCeiling.parallelPerSecond)}/s measured with ${login.hashCeiling.cores} verifies in flight); service at ${fmt(login.target.value * 100)} % of it`);
   }
   const contended = results.contended as Awaited<ReturnType<typeof runContended>> | undefined;
   if (contended) {
-    lines.push(
-      `contended: ${contended.orders} orders on stock ${contended.stock}: service drains in ${fmt(contended.service.drainMsMedian)} ms (median), exactly ${contended.stock} succeed: ${contended.service.exact ? "yes" : "NO"}; baseline ${fmt(contended.baseline.drainMsMedian)} ms`,
-    );
+    lines.push(`contended: ${contended.orders} orders on stock ${contended.stock}: service drains in ${fmt(contended.service.drainMsMedian)} ms (median), exactly ${contended.stock} succeed: ${contended.service.exact ? "yes" : "NO"}; baseline ${fmt(contended.baseline.drainMsMedian)} ms`);
   }
   const scale = results.scale as Awaited<ReturnType<typeof runScale>> | undefined;
   if (scale) {
-    lines.push(
-      `scale (${fmt(scale.products)} products): page 1 p50 ${scale.pages.service.page1.p50Ms} ms, page ${scale.page} p50 ${scale.pages.service.pageN.p50Ms} ms (×${scale.pageRatio}); worst search p50 ${scale.searchWorstP50Ms} ms`,
-    );
+    lines.push(`scale (${fmt(scale.products)} products): page 1 p50 ${scale.pages.service.page1.p50Ms} ms, page ${scale.page} p50 ${scale.pages.service.pageN.p50Ms} ms (×${scale.pageRatio}); worst search p50 ${scale.searchWorstP50Ms} ms`);
   }
   const stat = results.static as Awaited<ReturnType<typeof runStatic>> | undefined;
-  if (stat)
-    lines.push(
-      `load generator (wrk against a static Bun.serve): ${stat.runs.map((r) => `${fmt(r.rps)} req/s at ${r.connections} conns, ${r.wrkCpuUsPerRequest} µs wrk CPU per request`).join("; ")}`,
-    );
+  if (stat) lines.push(`load generator (wrk against a static Bun.serve): ${stat.runs.map((r) => `${fmt(r.rps)} req/s at ${r.connections} conns, ${r.wrkCpuUsPerRequest} µs wrk CPU per request`).join("; ")}`);
   lines.push(`peak RSS (VmHWM): service ${fmt(Number(memory.serviceHwmMb), 1)} MB, baseline ${fmt(Number(memory.baselineHwmMb), 1)} MB`);
   lines.push("");
   lines.push("| target | value | threshold | met |");
@@ -996,19 +843,13 @@ async function main() {
     };
     const dir = join(repoRoot, "bench", "results");
     mkdirSync(dir, { recursive: true });
-    const file = join(
-      dir,
-      `${started
-        .toISOString()
-        .replace(/:/g, "-")
-        .replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`,
-    );
+    const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`);
     writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
     log(`results written to ${file}`);
     if (opts.smoke && ctx.warnings.some((w) => !w.startsWith("scale ran on"))) exitCode = 1;
   } catch (error) {
     exitCode = 1;
-    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
     for (const f of ["service.log", "baseline.log"]) {
       try {
         const text = readFileSync(join(dataDir, f), "utf8").trim();

@@ -1,15 +1,14 @@
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
-import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { sql } from "drizzle-orm";
 import { describeError } from "./lib/logger";
-import type { AppDeps } from "./trpc/context";
-import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
 import { answerSingleQuery } from "./trpc/query-fast-path";
+import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
+import type { AppDeps } from "./trpc/context";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 export { MAX_BATCH_SIZE } from "./trpc/handler";
-
 const HEALTH_TIMEOUT_MS = 2000;
 
 type HostBindings = { socketAddress?: string };

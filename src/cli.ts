@@ -1,6 +1,6 @@
 // `bun run db:migrate`, `bun run db:seed [--dev]`, `bun run job <name>`.
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
-import { applyStatementTimeout, runMigrations } from "./db/migrate";
+import { runMigrations, applyStatementTimeout } from "./db/migrate";
 import { seedAdmin, seedCatalog, seedDevData } from "./db/seed";
 import { parseEnvOrExit } from "./env";
 import { createLogger } from "./lib/logger";

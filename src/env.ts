@@ -71,8 +71,14 @@ const EnvSchema = v.pipe(
     // src/trpc/query-fast-path.ts (which leans on tRPC internals; patches/README.md, "After an upgrade").
     TRPC_FAST_PATH: flag("TRPC_FAST_PATH", true),
   }),
-  v.check((e) => !(e.DATABASE_URL && !e.JWT_SECRET), "JWT_SECRET is required when DATABASE_URL is set (at least 32 bytes)"),
-  v.check((e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined), "ADMIN_EMAIL and ADMIN_PASSWORD must be set together"),
+  v.check(
+    (e) => !(e.DATABASE_URL && !e.JWT_SECRET),
+    "JWT_SECRET is required when DATABASE_URL is set (at least 32 bytes)",
+  ),
+  v.check(
+    (e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined),
+    "ADMIN_EMAIL and ADMIN_PASSWORD must be set together",
+  ),
   v.transform((e) => ({
     ...e,
     BACKUP_DIR: e.BACKUP_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/backups`,

@@ -3,7 +3,13 @@
  * procedure is a bug or an outage and reaches the client only as INTERNAL_SERVER_ERROR.
  * The tRPC mapping lives in one place: src/trpc/errors.ts.
  */
-export type DomainErrorKind = "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "CONFLICT" | "TOO_MANY_REQUESTS";
+export type DomainErrorKind =
+  | "BAD_REQUEST"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "NOT_FOUND"
+  | "CONFLICT"
+  | "TOO_MANY_REQUESTS";
 
 export interface DomainErrorDetails {
   /** Products that are short of stock (CONFLICT on orders.create). */
@@ -28,11 +34,14 @@ export const unauthorized = (message = "Not signed in, or the session has ended:
   new DomainError("UNAUTHORIZED", message);
 export const forbidden = (message = "Your account is not allowed to do this") => new DomainError("FORBIDDEN", message);
 export const notFound = (what: string) => new DomainError("NOT_FOUND", `${what} not found`);
-export const conflict = (message: string, details?: DomainErrorDetails) => new DomainError("CONFLICT", message, details);
+export const conflict = (message: string, details?: DomainErrorDetails) =>
+  new DomainError("CONFLICT", message, details);
 export const tooManyRequests = (retryAfterSeconds: number) =>
-  new DomainError("TOO_MANY_REQUESTS", `Too many failed sign-in attempts: try again in ${retryAfterSeconds} seconds`, {
-    retryAfterSeconds,
-  });
+  new DomainError(
+    "TOO_MANY_REQUESTS",
+    `Too many failed sign-in attempts: try again in ${retryAfterSeconds} seconds`,
+    { retryAfterSeconds },
+  );
 
 /** Postgres SQLSTATE of a driver error (postgres.js and PGlite both expose `code`), if any. */
 export function sqlState(error: unknown): string | undefined {

@@ -2,9 +2,9 @@
 import { createApp } from "./app";
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { parseEnvOrExit } from "./env";
-import { startScheduler } from "./jobs/scheduler";
 import { createLogger, describeError } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
+import { startScheduler } from "./jobs/scheduler";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
@@ -24,7 +24,7 @@ async function main() {
 
   const stopJobs = env.JOBS ? startScheduler({ ...deps, handle }) : undefined;
 
-  let server: ReturnType<typeof Bun.serve>;
+  let server;
   try {
     server = Bun.serve({
       hostname: env.HOST,
@@ -32,9 +32,7 @@ async function main() {
       fetch: (req, srv) => app.fetch(req, { socketAddress: srv.requestIP(req)?.address }),
     });
   } catch (error) {
-    console.error(
-      `Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    console.error(`Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`);
     await handle.close().catch(() => {});
     process.exit(1);
   }

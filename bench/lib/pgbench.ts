@@ -3,11 +3,11 @@
 // Each bound parameter becomes an expression: constants stay constants, and the ids a client
 // would send are drawn at random through two small key tables (bench_products, bench_sessions,
 // filled by the harness), an index probe inside the same statement, not an extra round trip.
-
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import { listProductsStatement, MAX_TOTAL, ORDER_CREATE, PRODUCT_BY_ID, SESSION_LOOKUP } from "../baseline-sql";
 import { runCommand } from "./proc";
+
 
 /** Replaces $1…$n by the given SQL expressions. */
 function bind(text: string, exprs: Record<number, string>): string {

@@ -1,6 +1,6 @@
 import type { PGlite } from "@electric-sql/pglite";
-import type { SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import type { SQL } from "drizzle-orm";
 import { allowServerPrepare } from "./prepared";
 import * as schema from "./schema";
 

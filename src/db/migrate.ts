@@ -1,7 +1,7 @@
-import { fileURLToPath } from "node:url";
-import { sql } from "drizzle-orm";
 import { readMigrationFiles } from "drizzle-orm/migrator";
-import { type Database, queryRows } from "./client";
+import { sql } from "drizzle-orm";
+import { fileURLToPath } from "node:url";
+import { queryRows, type Database } from "./client";
 
 export const migrationsFolder = fileURLToPath(new URL("../../drizzle", import.meta.url));
 

@@ -6,7 +6,7 @@ import { floorToMinute } from "./cron";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
 import { claimJobRun, describeHost, finishJobRun } from "./runs";
-import { type JobDeps, type JobName, type JobReport, jobSchedule } from "./types";
+import { jobSchedule, type JobDeps, type JobName, type JobReport } from "./types";
 
 export type JobRunner = (deps: JobDeps) => Promise<JobReport>;
 
@@ -44,7 +44,13 @@ export interface ClaimedRun {
 }
 
 /** Claims (job, minute) in job_runs, runs the job if the claim was ours, records the outcome. */
-export async function runClaimed(name: JobName, runner: JobRunner, deps: JobDeps, scheduledFor: Date, host: string): Promise<ClaimedRun> {
+export async function runClaimed(
+  name: JobName,
+  runner: JobRunner,
+  deps: JobDeps,
+  scheduledFor: Date,
+  host: string,
+): Promise<ClaimedRun> {
   const minute = floorToMinute(scheduledFor);
   const base = { job: name, scheduledFor: minute.toISOString() };
   if (!(await claimJobRun(deps.db, name, minute, host))) {

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
-import { type Database, queryRows } from "../db/client";
+import { queryRows, type Database } from "../db/client";
 import { toDbTime } from "../lib/time";
+
 
 /**
  * Claims (job, scheduledFor) for this host. The primary key lets exactly one of any number of

@@ -2,9 +2,9 @@
 // matches, and relies on job_runs claims so that any number of hosts run each job once.
 import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute, parseCron } from "./cron";
-import { type ClaimedRun, describeHost, runClaimed } from "./dispatch";
+import { describeHost, runClaimed, type ClaimedRun } from "./dispatch";
 import { loadRunner } from "./index";
-import { type JobDefinition, type JobDeps, jobSchedule } from "./types";
+import { jobSchedule, type JobDefinition, type JobDeps } from "./types";
 
 /** A host that was asleep (suspended laptop, long GC) catches up at most this many minutes. */
 const MAX_CATCH_UP_MINUTES = 5;
@@ -14,7 +14,10 @@ export interface Scheduler {
   tick(minute: Date): Promise<ClaimedRun[]>;
 }
 
-export function createScheduler(deps: JobDeps, opts: { jobs?: readonly JobDefinition[]; host?: string } = {}): Scheduler {
+export function createScheduler(
+  deps: JobDeps,
+  opts: { jobs?: readonly JobDefinition[]; host?: string } = {},
+): Scheduler {
   const jobs = (opts.jobs ?? jobSchedule).map((j) => ({ ...j, schedule: parseCron(j.cron) }));
   const host = opts.host ?? describeHost();
   return {

@@ -25,6 +25,7 @@ export function decodeCursor<T extends v.GenericSchema>(cursor: string, schema: 
 export const timestampText = v.pipe(v.string(), v.regex(/^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$/));
 export const uuidText = v.pipe(v.string(), v.uuid());
 
+
 /**
  * `timestampText` that is also a real calendar instant Postgres accepts ("2026-02-31" or month 13
  * pass the shape check but make the `::timestamp` cast fail, which would be a 500, not a 400).

@@ -1,6 +1,6 @@
 import * as v from "valibot";
-import { email, password, uuid } from "../lib/validation";
 import * as auth from "../services/auth";
+import { email, password, uuid } from "../lib/validation";
 import { protectedProcedure, publicProcedure, router } from "../trpc/init";
 
 const credentials = v.object({ email, password: password("password") });
@@ -12,11 +12,15 @@ export const authRouter = router({
 
   login: publicProcedure
     .input(credentials)
-    .mutation(({ ctx, input }) => auth.login(ctx.db, { tokens: ctx.tokens, now: ctx.clock(), clientAddress: ctx.clientAddress }, input)),
+    .mutation(({ ctx, input }) =>
+      auth.login(ctx.db, { tokens: ctx.tokens, now: ctx.clock(), clientAddress: ctx.clientAddress }, input),
+    ),
 
   me: protectedProcedure.query(({ ctx }) => auth.getUser(ctx.db, ctx.user.id)),
 
-  refresh: protectedProcedure.mutation(({ ctx }) => auth.refreshSession(ctx.db, { tokens: ctx.tokens, now: ctx.clock() }, ctx.user)),
+  refresh: protectedProcedure.mutation(({ ctx }) =>
+    auth.refreshSession(ctx.db, { tokens: ctx.tokens, now: ctx.clock() }, ctx.user),
+  ),
 
   logout: protectedProcedure.mutation(({ ctx }) => auth.logout(ctx.db, ctx.user)),
 
@@ -31,6 +35,11 @@ export const authRouter = router({
   changePassword: protectedProcedure
     .input(v.object({ currentPassword: password("currentPassword"), newPassword: password("newPassword") }))
     .mutation(({ ctx, input }) =>
-      auth.changePassword(ctx.db, { tokens: ctx.tokens, now: ctx.clock(), clientAddress: ctx.clientAddress }, ctx.user, input),
+      auth.changePassword(
+        ctx.db,
+        { tokens: ctx.tokens, now: ctx.clock(), clientAddress: ctx.clientAddress },
+        ctx.user,
+        input,
+      ),
     ),
 });

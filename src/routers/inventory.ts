@@ -11,9 +11,13 @@ const delta = v.pipe(
 );
 
 export const inventoryRouter = router({
-  get: publicProcedure.input(v.object({ productId })).query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
+  get: publicProcedure
+    .input(v.object({ productId }))
+    .query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
 
-  adjust: adminProcedure.input(v.object({ productId, delta })).mutation(({ ctx, input }) => inventoryService.adjustStock(ctx.db, input)),
+  adjust: adminProcedure
+    .input(v.object({ productId, delta }))
+    .mutation(({ ctx, input }) => inventoryService.adjustStock(ctx.db, input)),
 
   set: adminProcedure
     .input(v.object({ productId, stock: boundedInt("stock", 0, inventoryService.MAX_STOCK) }))

@@ -21,7 +21,6 @@ const createInput = v.object({
       v.minLength(1, "idempotencyKey must be 1 to 255 characters"),
       v.maxLength(255, "idempotencyKey must be 1 to 255 characters"),
       // Postgres text cannot hold NUL; refuse it here instead of failing in the database.
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is the character refused
       v.regex(/^[^\u0000]*$/, "idempotencyKey must not contain NUL characters"),
     ),
   ),
@@ -30,7 +29,9 @@ const createInput = v.object({
 const byIdInput = v.object({ id: uuid("id") });
 
 export const ordersRouter = router({
-  create: protectedProcedure.input(createInput).mutation(({ ctx, input }) => orders.createOrder(ctx.db, ctx.user, input)),
+  create: protectedProcedure
+    .input(createInput)
+    .mutation(({ ctx, input }) => orders.createOrder(ctx.db, ctx.user, input)),
 
   list: protectedProcedure
     .input(optionalInput({ limit, cursor, status: v.optional(statusOf("status")), userId: v.optional(uuid("userId")) }))
@@ -38,7 +39,9 @@ export const ordersRouter = router({
 
   byId: protectedProcedure.input(byIdInput).query(({ ctx, input }) => orders.getOrder(ctx.db, ctx.user, input.id)),
 
-  cancel: protectedProcedure.input(byIdInput).mutation(({ ctx, input }) => orders.cancelOrder(ctx.db, ctx.user, input.id)),
+  cancel: protectedProcedure
+    .input(byIdInput)
+    .mutation(({ ctx, input }) => orders.cancelOrder(ctx.db, ctx.user, input.id)),
 
   updateStatus: adminProcedure
     .input(v.object({ id: uuid("id"), status: statusOf("status") }))

@@ -1,12 +1,12 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
-import { sessions, type UserRole, users } from "../db/schema";
+import { sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, forbidden, notFound, unauthorized } from "../errors";
-import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { toDbTime, toIso } from "../lib/time";
-import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
+import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
+import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
 import { forgiveAttempt, reserveLoginAttempt } from "./login-throttle";
 
 export interface User {
@@ -40,6 +40,7 @@ export interface AuthDeps {
 }
 
 const WRONG_CREDENTIALS = "Email or password is incorrect";
+
 
 function toUser(row: typeof users.$inferSelect): User {
   return { id: row.id, email: row.email, role: row.role, createdAt: toIso(row.createdAt), updatedAt: toIso(row.updatedAt) };
@@ -129,11 +130,7 @@ export async function authenticate(db: Database, deps: AuthDeps, token: string):
 
 export async function getUser(db: Database, userId: string): Promise<User> {
   const [row] = await preparedQuery(db, "auth.user", () =>
-    db
-      .select()
-      .from(users)
-      .where(eq(users.id, sql.placeholder("userId")))
-      .limit(1),
+    db.select().from(users).where(eq(users.id, sql.placeholder("userId"))).limit(1),
   ).execute({ userId });
   if (!row) throw unauthorized();
   return toUser(row);
@@ -207,7 +204,11 @@ export async function changePassword(
   await forgiveAttempt(db, current.email, deps.clientAddress);
   const passwordHash = await hashPassword(input.newPassword);
   return db.transaction(async (tx) => {
-    const [updated] = await tx.update(users).set({ passwordHash, updatedAt: utcNow }).where(eq(users.id, current.id)).returning();
+    const [updated] = await tx
+      .update(users)
+      .set({ passwordHash, updatedAt: utcNow })
+      .where(eq(users.id, current.id))
+      .returning();
     if (!updated) throw unauthorized();
     const auth = await issueSession(tx, deps, updated);
     const newSessionId = (await verifyAccessToken(deps.tokens, auth.accessToken, deps.now)).sessionId;
@@ -246,3 +247,5 @@ export async function ensureAdmin(db: Database, email: string, password: string)
   });
   return { created: false };
 }
+
+

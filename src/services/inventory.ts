@@ -1,4 +1,4 @@
-import { and, asc, eq, lte, type SQL, sql } from "drizzle-orm";
+import { and, asc, eq, lte, sql, type SQL } from "drizzle-orm";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { products } from "../db/schema";

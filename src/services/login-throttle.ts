@@ -13,6 +13,7 @@ export const MAX_ATTEMPTS_PER_ADDRESS = 100;
 export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
 
+
 /**
  * Counts this attempt before the password is checked, in one atomic upsert, so concurrent
  * guesses (a batch of 50 logins) cannot slip past the limit between a read and a write.
@@ -62,3 +63,4 @@ export async function pruneExpiredThrottles(db: Database, now: Date, batchSize: 
     if (rows.length < batchSize) return total;
   }
 }
+

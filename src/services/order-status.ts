@@ -1,4 +1,4 @@
-import { type OrderStatus, orderStatuses } from "../db/schema";
+import { orderStatuses, type OrderStatus } from "../db/schema";
 
 /**
  * The one table of legal status moves. Everything else (including staying put) is illegal.

@@ -1,11 +1,11 @@
-import { type SQL, sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
+import type { Page } from "../lib/page";
 import * as v from "valibot";
-import { type Database, queryRows } from "../db/client";
+import { queryRows, type Database } from "../db/client";
 import type { OrderStatus, UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
-import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
+import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, timestampText, uuidText } from "../lib/cursor";
-import type { Page } from "../lib/page";
 import { toIso } from "../lib/time";
 import { sha256Hex } from "../lib/tokens";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
@@ -236,7 +236,11 @@ async function stockConflict(db: Database, lines: { productId: string; quantity:
   return conflict("Not enough stock for some products: see data.productIds", { productIds: rows.map((r) => r.id) });
 }
 
-async function findKeyedOrder(db: Database, userId: string, key: string): Promise<{ requestHash: string; order: Order } | undefined> {
+async function findKeyedOrder(
+  db: Database,
+  userId: string,
+  key: string,
+): Promise<{ requestHash: string; order: Order } | undefined> {
   const [row] = await queryRows<{ request_hash: string; order: unknown }>(
     db,
     sql`select k.request_hash, ${orderJson("o", storedItemsOf("o"))} as "order"
@@ -304,10 +308,7 @@ export async function cancelOrder(db: Database, actor: Actor, id: string): Promi
     db,
     sql`with cancelled as (
           update orders set status = 'cancelled', updated_at = ${utcNow}
-           where id = ${id}::uuid and status in (${sql.join(
-             from.map((s) => sql`${s}::varchar`),
-             sql`, `,
-           )}) ${owner}
+           where id = ${id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)}) ${owner}
           returning ${orderColumns}
         ),
         lines as (
@@ -332,7 +333,11 @@ export async function cancelOrder(db: Database, actor: Actor, id: string): Promi
 }
 
 /** Admin: any legal move; a move to `cancelled` restocks exactly like orders.cancel. */
-export async function updateOrderStatus(db: Database, actor: Actor, input: { id: string; status: OrderStatus }): Promise<Order> {
+export async function updateOrderStatus(
+  db: Database,
+  actor: Actor,
+  input: { id: string; status: OrderStatus },
+): Promise<Order> {
   if (input.status === "cancelled") return cancelOrder(db, actor, input.id);
   const from = statusesThatMayMoveTo(input.status);
   if (from.length > 0) {
@@ -340,10 +345,7 @@ export async function updateOrderStatus(db: Database, actor: Actor, input: { id:
       db,
       sql`with moved as (
             update orders set status = ${input.status}::varchar, updated_at = ${utcNow}
-             where id = ${input.id}::uuid and status in (${sql.join(
-               from.map((s) => sql`${s}::varchar`),
-               sql`, `,
-             )})
+             where id = ${input.id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})
             returning ${orderColumns}
           )
           select ${orderJson("moved", storedItemsOf("moved"))} as "order" from moved`,

@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, gte, ilike, lte, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm";
+import type { Page } from "../lib/page";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
@@ -6,7 +7,6 @@ import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, notFound, sqlState } from "../errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
-import type { Page } from "../lib/page";
 import { toIso } from "../lib/time";
 
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
@@ -178,13 +178,7 @@ export function buildListProductsQuery(db: Database, input: ListProductsInput) {
 export async function listProducts(db: Database, input: ListProductsInput): Promise<Page<Product>> {
   const params = listParams(input);
   // One prepared query per shape (sort, stock filter, which values are present): at most 192.
-  const shape = [
-    input.sort,
-    String(input.inStock),
-    ...Object.keys(params)
-      .filter((k) => params[k as keyof ListParams] !== undefined)
-      .sort(),
-  ].join(":");
+  const shape = [input.sort, String(input.inStock), ...Object.keys(params).filter((k) => params[k as keyof ListParams] !== undefined).sort()].join(":");
   const rows = await preparedQuery(db, `products.list:${shape}`, () =>
     buildList(db, input.sort, input.inStock, params, (name) => sql.placeholder(name)),
   ).execute(params as unknown as Record<string, unknown>);
@@ -199,11 +193,7 @@ export async function listProducts(db: Database, input: ListProductsInput): Prom
 
 export async function getProduct(db: Database, id: string): Promise<Product> {
   const [row] = await preparedQuery(db, "products.byId", () =>
-    db
-      .select()
-      .from(products)
-      .where(eq(products.id, sql.placeholder("id")))
-      .limit(1),
+    db.select().from(products).where(eq(products.id, sql.placeholder("id"))).limit(1),
   ).execute({ id });
   if (!row) throw notFound("Product");
   return toProduct(row);

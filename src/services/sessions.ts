@@ -5,6 +5,7 @@ import { toDbTime } from "../lib/time";
 
 export const PRUNE_BATCH_SIZE = 5_000;
 
+
 export interface PruneResult {
   deleted: number;
   /** Statements run; each deletes at most `batchSize` rows, so no statement holds locks for long. */

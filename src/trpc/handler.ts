@@ -1,7 +1,7 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { describeError } from "../lib/logger";
-import { type AppRouter, appRouter } from "../routers";
-import { type AppDeps, bearerToken, clientAddressOf } from "./context";
+import { appRouter, type AppRouter } from "../routers";
+import { bearerToken, clientAddressOf, type AppDeps } from "./context";
 
 export const TRPC_ENDPOINT = "/trpc";
 /** Calls per batched request; each login in a batch still counts against the throttle. */

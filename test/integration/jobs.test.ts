@@ -2,12 +2,12 @@ import { beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { createPostgresDatabase, queryRows } from "../../src/db/client";
-import { runJobByName } from "../../src/jobs";
 import { jobForCron, runScheduledJob } from "../../src/jobs/dispatch";
+import { runJobByName } from "../../src/jobs";
 import { runMaintenance } from "../../src/jobs/maintenance";
 import { runPruneSessions } from "../../src/jobs/prune-sessions";
 import { createScheduler } from "../../src/jobs/scheduler";
-import { type JobDeps, jobSchedule } from "../../src/jobs/types";
+import { jobSchedule, type JobDeps } from "../../src/jobs/types";
 import { createLogger } from "../../src/lib/logger";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase } from "../support/db";
@@ -45,7 +45,8 @@ async function insertSessions(userId: string, count: number, expiresAt: Date): P
   return ids;
 }
 
-const sessionIds = async () => (await queryRows<{ id: string }>(handle.db, sql`select id from sessions order by id`)).map((r) => r.id);
+const sessionIds = async () =>
+  (await queryRows<{ id: string }>(handle.db, sql`select id from sessions order by id`)).map((r) => r.id);
 
 /** The crons of wrangler.toml's [triggers], read from the file itself. */
 function wranglerCrons(): string[] {

@@ -138,10 +138,7 @@ describe.skipIf(!FAST_PATH_ON)(`query fast path: everything else goes to tRPC's 
     ["a mutation over POST", () => request("auth.login", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })],
     ["a mutation over GET (405 comes from the adapter)", () => request("auth.login")],
     ["a query over POST", () => request("products.list", { method: "POST", body: "" })],
-    [
-      "a batch",
-      () => request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`),
-    ],
+    ["a batch", () => request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`)],
     ["batch=1 with one call", () => request(`products.list?batch=1&input=${encodeURIComponent("{}")}`)],
     ["an unknown procedure", () => request("products.nothing")],
     ["a router, not a procedure", () => request("products")],
@@ -168,12 +165,9 @@ describe.skipIf(!FAST_PATH_ON)(`query fast path: everything else goes to tRPC's 
     const app = createApp(deps);
     const res = await app.fetch(request("auth.login"), { socketAddress: "203.0.113.7" });
     expect(res.status).toBe(405);
-    const batch = await app.fetch(
-      request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`),
-      {
-        socketAddress: "203.0.113.7",
-      },
-    );
+    const batch = await app.fetch(request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`), {
+      socketAddress: "203.0.113.7",
+    });
     expect(batch.status).toBe(207);
     const body = (await batch.json()) as Array<{ result?: unknown; error?: { data: { code: string } } }>;
     expect(body[0].result).toBeDefined();

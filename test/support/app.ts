@@ -1,14 +1,14 @@
 import { expect } from "bun:test";
-import { eq, inArray } from "drizzle-orm";
-import { createApp } from "../../src/app";
 import type { Database } from "../../src/db/client";
-import { products, users } from "../../src/db/schema";
-import { type Env, parseEnv } from "../../src/env";
+import { parseEnv, type Env } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
 import { createTokenConfig } from "../../src/lib/tokens";
 import { appRouter } from "../../src/routers";
+import { createApp } from "../../src/app";
 import type { AppDeps } from "../../src/trpc/context";
 import { createCallerFactory } from "../../src/trpc/init";
+import { products, users } from "../../src/db/schema";
+import { eq, inArray } from "drizzle-orm";
 
 export const TEST_JWT_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 

@@ -12,10 +12,7 @@ describe("describeError", () => {
       const failure = await handle.db
         .insert(users)
         .values({ email: "leak@example.com", passwordHash: secret })
-        .then(
-          () => undefined,
-          (error: unknown) => error,
-        );
+        .then(() => undefined, (error: unknown) => error);
       expect(failure).toBeInstanceOf(Error);
       const logged = JSON.stringify(describeError(failure));
       expect(logged).toContain("insert into");

@@ -1,12 +1,11 @@
 // The backup jobs (Bun host only): full, incremental, restore-verify, each followed by the
 // retention sweep. Postgres when DATABASE_URL is set, the embedded PGlite otherwise.
-
-import { join } from "node:path";
 import { describeError } from "../../lib/logger";
 import type { JobDeps, JobReport } from "../types";
 import { restorePgliteBackup, takePgliteBackup } from "./pglite";
 import { dropScratch, restoreChain, takeFullBackup, takeIncrementalBackup } from "./postgres";
-import { applyRetention, compareTables, ensureBackupDir, listManifests, type Manifest, newestChain, sha256File } from "./store";
+import { applyRetention, compareTables, ensureBackupDir, listManifests, newestChain, sha256File, type Manifest } from "./store";
+import { join } from "node:path";
 
 function postgresUrl(deps: JobDeps): string {
   const url = deps.env.DATABASE_URL;
@@ -51,12 +50,7 @@ export async function runBackupIncremental(deps: JobDeps): Promise<JobReport> {
   if (deps.handle.kind === "pglite") {
     // The embedded database is small and has no change feed to read: a snapshot is its increment.
     const manifest = await takePgliteBackup(deps.handle.pglite!, dir, now);
-    return withRetention(deps, {
-      job: "backup-incremental",
-      ok: true,
-      backup: summary(manifest),
-      note: "embedded database: a full snapshot was taken",
-    });
+    return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), note: "embedded database: a full snapshot was taken" });
   }
   const url = postgresUrl(deps);
   const chain = newestChain(await listManifests(dir, "postgres"));
@@ -93,13 +87,12 @@ export async function runRestoreVerify(deps: JobDeps, opts: { keepScratch?: bool
   const corrupted: string[] = [];
   for (const m of chain) {
     const actual = await sha256File(join(dir, m.file)).catch(() => "missing");
-    if (actual !== m.sha256)
-      corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
+    if (actual !== m.sha256) corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
   }
   if (corrupted.length) return fail(corrupted);
 
   const last = chain.at(-1)!;
-  let tables: Awaited<ReturnType<typeof restorePgliteBackup>>;
+  let tables;
   let scratchDatabase: string | undefined;
   try {
     if (engine === "pglite") tables = await restorePgliteBackup(dir, last);

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createGunzip, createGzip } from "node:zlib";
 import type { Sql, TransactionSql } from "postgres";
-import { backupId, type Manifest, type TableState, writeManifest } from "./store";
-import { describeTables, EXCLUDED_TABLES, type Query, quoteIdent, schemaHashOf, type TableInfo, tableStates } from "./tables";
+import { backupId, writeManifest, type Manifest, type TableState } from "./store";
+import { describeTables, EXCLUDED_TABLES, quoteIdent, schemaHashOf, tableStates, type Query, type TableInfo } from "./tables";
 
 const XID_SPACE = 2n ** 32n;
 /** Past this distance (in transaction ids) a chain's base is too old for xmin arithmetic. */
@@ -44,8 +44,7 @@ function runTool(tool: string, args: string[], url: string): Promise<void> {
       [...args, `--dbname=${bare}`],
       { env: { ...process.env, ...(password ? { PGPASSWORD: password } : {}) }, maxBuffer: 16 * 1024 * 1024 },
       (error, _stdout, stderr) => {
-        if (error)
-          reject(new Error(`${tool.split("/").pop()} failed: ${String(stderr).trim().split("\n").slice(-3).join(" | ") || error.message}`));
+        if (error) reject(new Error(`${tool.split("/").pop()} failed: ${String(stderr).trim().split("\n").slice(-3).join(" | ") || error.message}`));
         else resolve();
       },
     );
@@ -57,10 +56,7 @@ async function connect(url: string): Promise<Sql> {
   return postgres(url, { max: 1, prepare: false, onnotice: () => {}, connect_timeout: 10 });
 }
 
-const queryOf =
-  (sql: Sql | TransactionSql): Query =>
-  (text, params) =>
-    sql.unsafe(text, (params ?? []) as never[]) as never;
+const queryOf = (sql: Sql | TransactionSql): Query => (text, params) => sql.unsafe(text, (params ?? []) as never[]) as never;
 
 interface SnapshotInfo {
   snapshot: string;
@@ -161,9 +157,7 @@ export async function takeIncrementalBackup(
       const snap = await openSnapshot(tx, false);
       const query = queryOf(tx);
       const tables = await describeTables(query);
-      const broken =
-        chainBreak(parent, snap) ??
-        (parent.schemaHash === schemaHashOf(tables) ? undefined : "the schema changed since the previous backup");
+      const broken = chainBreak(parent, snap) ?? (parent.schemaHash === schemaHashOf(tables) ? undefined : "the schema changed since the previous backup");
       if (broken) return { chainBroken: broken };
       const sinceXid = (BigInt(parent.snapshotXmin!) % XID_SPACE).toString();
       const partial = join(dir, `${file}.partial`);
@@ -232,9 +226,7 @@ async function applyIncremental(sql: Sql, path: string): Promise<void> {
       if (seen.has(t.name)) return;
       seen.add(t.name);
       return Promise.all([
-        tx.unsafe(
-          `create temp table ${quoteIdent(`_k_${t.name}`)} on commit drop as select ${t.primaryKey.map(quoteIdent).join(", ")} from ${quoteIdent(t.name)} with no data`,
-        ),
+        tx.unsafe(`create temp table ${quoteIdent(`_k_${t.name}`)} on commit drop as select ${t.primaryKey.map(quoteIdent).join(", ")} from ${quoteIdent(t.name)} with no data`),
         tx.unsafe(`create temp table ${quoteIdent(`_r_${t.name}`)} (like ${quoteIdent(t.name)}) on commit drop`),
       ]);
     };
@@ -246,9 +238,7 @@ async function applyIncremental(sql: Sql, path: string): Promise<void> {
       const t = byName.get(table)!;
       const target = quoteIdent(`${kind === "K" ? "_k_" : "_r_"}${table}`);
       const cols = kind === "K" ? t.primaryKey.map(quoteIdent).join(", ") : "*";
-      await tx.unsafe(`insert into ${target} select ${cols} from json_populate_recordset(null::${quoteIdent(table)}, $1::text::json)`, [
-        `[${lines.join(",")}]`,
-      ]);
+      await tx.unsafe(`insert into ${target} select ${cols} from json_populate_recordset(null::${quoteIdent(table)}, $1::text::json)`, [`[${lines.join(",")}]`]);
     };
     const lines = createInterface({ input: createReadStream(path).pipe(createGunzip()), crlfDelay: Infinity });
     for await (const line of lines) {
@@ -257,8 +247,7 @@ async function applyIncremental(sql: Sql, path: string): Promise<void> {
       const table = line.slice(0, first);
       const kind = line.slice(first + 1, first + 2);
       const t = byName.get(table);
-      if (!t || (kind !== "K" && kind !== "R"))
-        throw new Error(`incremental ${path}: unknown table or record kind in "${line.slice(0, 40)}"`);
+      if (!t || (kind !== "K" && kind !== "R")) throw new Error(`incremental ${path}: unknown table or record kind in "${line.slice(0, 40)}"`);
       await stage(t);
       const key = `${table}\t${kind}`;
       const batch = pending.get(key) ?? [];
@@ -275,9 +264,7 @@ async function applyIncremental(sql: Sql, path: string): Promise<void> {
     for (const t of tables) await tx.unsafe(`analyze ${quoteIdent(`_k_${t.name}`)}`);
     for (const t of [...tables].reverse()) {
       const match = t.primaryKey.map((c) => `k.${quoteIdent(c)} = t.${quoteIdent(c)}`).join(" and ");
-      await tx.unsafe(
-        `delete from ${quoteIdent(t.name)} t where not exists (select 1 from ${quoteIdent(`_k_${t.name}`)} k where ${match})`,
-      );
+      await tx.unsafe(`delete from ${quoteIdent(t.name)} t where not exists (select 1 from ${quoteIdent(`_k_${t.name}`)} k where ${match})`);
     }
     for (const t of tables) {
       const rest = t.columns.filter((c) => !t.primaryKey.includes(c));
