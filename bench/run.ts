@@ -753,11 +753,11 @@ async function main() {
     const customers = await loadCustomers(handle.db, secret, opts.customers);
     const productIds = await loadProducts(handle.db, opts.products, 100_000_000);
     await writeKeyTables(admin, productIds, customers);
-    writeFileSync(join(dataDir, "tokens.txt"), customers.map((c) => c.token).join("\n") + "\n");
-    writeFileSync(join(dataDir, "emails.txt"), customers.map((c) => c.email).join("\n") + "\n");
+    writeFileSync(join(dataDir, "tokens.txt"), `${customers.map((c) => c.token).join("\n")}\n`);
+    writeFileSync(join(dataDir, "emails.txt"), `${customers.map((c) => c.email).join("\n")}\n`);
     writeFileSync(join(dataDir, "password.txt"), `${BENCH_PASSWORD}\n`);
-    writeFileSync(join(dataDir, "product-ids.txt"), productIds.join("\n") + "\n");
-    writeFileSync(join(dataDir, "order-product-ids.txt"), productIds.join("\n") + "\n");
+    writeFileSync(join(dataDir, "product-ids.txt"), `${productIds.join("\n")}\n`);
+    writeFileSync(join(dataDir, "order-product-ids.txt"), `${productIds.join("\n")}\n`);
     await admin.unsafe(`${HARNESS_MARK} vacuum analyze`);
 
     const common = {
@@ -844,7 +844,7 @@ async function main() {
     const dir = join(repoRoot, "bench", "results");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`);
-    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     log(`results written to ${file}`);
     if (opts.smoke && ctx.warnings.some((w) => !w.startsWith("scale ran on"))) exitCode = 1;
   } catch (error) {
