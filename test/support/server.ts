@@ -26,6 +26,8 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Reuse a DATA_DIR (PGlite); a fresh temporary one otherwise. Ignored on Postgres. */
   dataDir?: string;
+  /** What to run instead of src/server.ts: the bundle of `npm run build`. */
+  entry?: string;
 }
 
 /**
@@ -76,7 +78,7 @@ export async function defaultServerEnv(dataDir?: string): Promise<{ env: Record<
 /** Starts `bun run src/server.ts` and resolves once it logs "listening" and /health answers. */
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const base = await defaultServerEnv(opts.dataDir);
-  const proc = Bun.spawn([process.execPath, "run", "src/server.ts"], {
+  const proc = Bun.spawn([process.execPath, "run", opts.entry ?? "src/server.ts"], {
     cwd: repoRoot,
     env: childEnv({ ...base.env, ...opts.env }),
     stdout: "pipe",
