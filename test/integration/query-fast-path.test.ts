@@ -183,8 +183,11 @@ describe("TRPC_FAST_PATH: the switch in the app", () => {
 
   async function byIdThrough(using: AppDeps) {
     spy = spyOn(fastPath, "answerSingleQuery");
-    const res = await createApp(using).fetch(request(`products.byId${q({ id: productId })}`), { socketAddress: "203.0.113.7" });
-    return { calls: spy.mock.calls.length, status: res.status, body: (await res.json()) as { result?: { data?: { id?: string } } } };
+    const headers = { "x-request-id": "switch-check" };
+    const res = await createApp(using).fetch(request(`products.byId${q({ id: productId })}`, { headers }), { socketAddress: "203.0.113.7" });
+    // Only this request's calls: a request another test left running must not count.
+    const calls = spy.mock.calls.filter((args: unknown[]) => (args[0] as { req: Request }).req.headers.get("x-request-id") === "switch-check").length;
+    return { calls, status: res.status, body: (await res.json()) as { result?: { data?: { id?: string } } } };
   }
 
   test("on: a single query is answered by the fast path", async () => {
