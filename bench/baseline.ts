@@ -234,7 +234,8 @@ async function login(input: unknown, clientAddress: string, requestId: string) {
     }
   }
   let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
-  const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
+  if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
+  const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
   if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey]);
   if (needsRehash(user.password_hash)) {

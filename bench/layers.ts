@@ -45,7 +45,7 @@ function fakeClient(rows: number) {
 
 function appWith(rows: number) {
   const db = drizzle(fakeClient(rows) as never, { schema }) as unknown as Database;
-  const env = parseEnv({ JWT_SECRET: "layers-secret-that-is-at-least-32-bytes", LOG_LEVEL: "warn" });
+  const env = parseEnv({ JWT_SECRET: "layers-secret-that-is-at-least-32-bytes", LOG_LEVEL: "warn", TRPC_FAST_PATH: process.env.TRPC_FAST_PATH });
   const app = createApp({ db, env, logger: createLogger("warn"), tokens: createTokenConfig(env.JWT_SECRET!, 3600), clock: () => new Date() });
   return { app, db };
 }

@@ -48,6 +48,8 @@ interface Options {
   profile: boolean;
   wrkThreads: number;
   poolMax: number;
+  /** What the service runs: src/server.ts, or a bundle of it (`npm run build`, dist/server.js). */
+  serviceEntry: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -59,10 +61,10 @@ function parseOptions(argv: string[]): Options {
       flags.set(k, v ?? "true");
     } else names.push(arg);
   }
-  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "help"]);
+  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "service", "help"]);
   for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
   if (flags.has("help")) {
-    console.log(`npm run bench -- [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile]`);
+    console.log(`npm run bench -- [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile] [--service=FILE]`);
     process.exit(0);
   }
   for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
@@ -89,6 +91,7 @@ function parseOptions(argv: string[]): Options {
     profile: flags.has("profile"),
     wrkThreads: 1,
     poolMax: 10,
+    serviceEntry: flags.get("service") ?? "src/server.ts",
   };
 }
 
@@ -750,11 +753,11 @@ async function main() {
     const customers = await loadCustomers(handle.db, secret, opts.customers);
     const productIds = await loadProducts(handle.db, opts.products, 100_000_000);
     await writeKeyTables(admin, productIds, customers);
-    writeFileSync(join(dataDir, "tokens.txt"), customers.map((c) => c.token).join("\n") + "\n");
-    writeFileSync(join(dataDir, "emails.txt"), customers.map((c) => c.email).join("\n") + "\n");
+    writeFileSync(join(dataDir, "tokens.txt"), `${customers.map((c) => c.token).join("\n")}\n`);
+    writeFileSync(join(dataDir, "emails.txt"), `${customers.map((c) => c.email).join("\n")}\n`);
     writeFileSync(join(dataDir, "password.txt"), `${BENCH_PASSWORD}\n`);
-    writeFileSync(join(dataDir, "product-ids.txt"), productIds.join("\n") + "\n");
-    writeFileSync(join(dataDir, "order-product-ids.txt"), productIds.join("\n") + "\n");
+    writeFileSync(join(dataDir, "product-ids.txt"), `${productIds.join("\n")}\n`);
+    writeFileSync(join(dataDir, "order-product-ids.txt"), `${productIds.join("\n")}\n`);
     await admin.unsafe(`${HARNESS_MARK} vacuum analyze`);
 
     const common = {
@@ -774,9 +777,10 @@ async function main() {
     const service = await startServer({
       name: "service",
       cmd: opts.profile
-        ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dataDir, "profile")}`, "src/server.ts"]
-        : [process.execPath, "run", "src/server.ts"],
-      env: { ...common, PORT: String(servicePort) },
+        ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dataDir, "profile")}`, opts.serviceEntry]
+        : [process.execPath, "run", opts.serviceEntry],
+      // TRPC_FAST_PATH from the shell, to measure the service with the fast path off.
+      env: { ...common, PORT: String(servicePort), ...(process.env.TRPC_FAST_PATH ? { TRPC_FAST_PATH: process.env.TRPC_FAST_PATH } : {}) },
       port: servicePort,
       healthPath: "/health",
       logFile: join(dataDir, "service.log"),
@@ -840,7 +844,7 @@ async function main() {
     const dir = join(repoRoot, "bench", "results");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`);
-    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     log(`results written to ${file}`);
     if (opts.smoke && ctx.warnings.some((w) => !w.startsWith("scale ran on"))) exitCode = 1;
   } catch (error) {

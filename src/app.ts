@@ -95,7 +95,11 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
       requestId: c.get("requestId"),
       socketAddress: c.env?.socketAddress,
     });
-    return (await answerSingleQuery(options)) ?? fetchRequestHandler(options);
+    if (deps.env.TRPC_FAST_PATH) {
+      const fast = await answerSingleQuery(options);
+      if (fast) return fast;
+    }
+    return fetchRequestHandler(options);
   });
 
   app.notFound((c) => c.json({ error: { message: "Not found" } }, 404));
@@ -106,5 +110,3 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
 
   return app;
 }
-
-export type App = ReturnType<typeof createApp>;

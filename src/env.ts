@@ -128,6 +128,9 @@ const EnvSchema = v.pipe(
     SESSION_MAX_AGE_SECONDS: integer("SESSION_MAX_AGE_SECONDS", 60, 31_536_000, 2_592_000),
     REGISTER_LIMIT_PER_HOUR: integer("REGISTER_LIMIT_PER_HOUR", 0, 1_000_000, 30),
     AUDIT_RETENTION_DAYS: integer("AUDIT_RETENTION_DAYS", 1, 36_500, 365),
+    // false: every tRPC request goes through tRPC's own fetch adapter, none through
+    // src/trpc/query-fast-path.ts (which leans on tRPC internals; patches/README.md, "After an upgrade").
+    TRPC_FAST_PATH: flag("TRPC_FAST_PATH", true),
   }),
   v.check((e) => e.MAIL_TRANSPORT !== "smtp" || e.SMTP_URL !== undefined, "SMTP_URL is required when MAIL_TRANSPORT=smtp"),
   v.check(

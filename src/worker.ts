@@ -95,7 +95,7 @@ function closeAfterBody(response: Response, handle: DatabaseHandle, ctx: Executi
 
 export default {
   async fetch(request, bindings, ctx) {
-    let env;
+    let env: ReturnType<typeof parseWorkerEnv>;
     try {
       env = parseWorkerEnv(bindings);
     } catch (error) {
@@ -115,7 +115,7 @@ export default {
   },
 
   async scheduled(controller, bindings, _ctx) {
-    let env;
+    let env: ReturnType<typeof parseWorkerEnv>;
     try {
       env = parseWorkerEnv(bindings);
     } catch (error) {

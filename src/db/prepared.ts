@@ -18,7 +18,10 @@ export function allowServerPrepare(db: Database): void {
 /** The query built by `build`, prepared once for this database and reused after that. */
 export function preparedQuery<P>(db: Database, key: string, build: () => { prepare(name: string): P }): P {
   let queries = cache.get(db);
-  if (!queries) cache.set(db, (queries = new Map()));
+  if (!queries) {
+    queries = new Map();
+    cache.set(db, queries);
+  }
   let query = queries.get(key) as P | undefined;
   if (!query) {
     const builder = build();

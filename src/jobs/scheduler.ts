@@ -18,7 +18,6 @@ export interface Scheduler {
    * expired); resolves when they have finished.
    */
   tick(minute: Date): Promise<ClaimedRun[]>;
-  stop(): void;
 }
 
 export function createScheduler(
@@ -38,7 +37,6 @@ export function createScheduler(
         ...abandoned.map(async (r) => runClaimed(r.job as JobDefinition["name"], await loadRunner(r.job as JobDefinition["name"]), deps, r.scheduledFor, host, claim)),
       ]);
     },
-    stop() {},
   };
 }
 

@@ -1,4 +1,4 @@
-import { initTRPC, TRPCError } from "@trpc/server";
+import { initTRPC } from "@trpc/server";
 import { DomainError, forbidden, unauthorized } from "../errors";
 import { authenticate } from "../services/auth";
 import type { Context } from "./context";
@@ -56,4 +56,3 @@ export const adminProcedure = protectedProcedure.use(({ ctx, next }) => {
   return next({ ctx });
 });
 
-export { TRPCError };

@@ -78,7 +78,7 @@ describe.skipIf(EXTERNAL)("server process: lifecycle", () => {
     const registered = await post(first.baseUrl, "auth.register", { email, password: "persistent password" });
     expect(registered.status).toBe(200);
     const adminLogin = await post(first.baseUrl, "auth.login", { email: admin.ADMIN_EMAIL, password: admin.ADMIN_PASSWORD });
-    expect((adminLogin.body.result?.data.user as unknown as { role: string }).role).toBe("admin");
+    expect((adminLogin.body.result!.data.user as unknown as { role: string }).role).toBe("admin");
     expect(await first.stop()).toBe(0);
 
     // While the data directory is at rest: a port that is taken stops start-up with one line.

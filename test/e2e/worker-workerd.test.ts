@@ -25,6 +25,7 @@ async function call(path: string, body: unknown, token?: string) {
     headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify(body),
   });
+  // biome-ignore lint/suspicious/noExplicitAny: each test reads the fields of the procedure it called
   return { status: res.status, json: (await res.json()) as { result?: { data: any }; error?: { data?: { code?: string } } } };
 }
 
@@ -125,7 +126,7 @@ describe.if(enabled)("worker on workerd: crons", () => {
     await fireCron("0 3 * * 0");
     const run = await waitForRun("maintenance", since);
     expect(run.ok).toBe(true);
-    expect((run.report?.vacuumed as string[]).sort()).toEqual(["order_items", "orders", "products", "sessions", "users"]);
+    expect((run.report!.vacuumed as string[]).sort()).toEqual(["order_items", "orders", "products", "sessions", "users"]);
     const [{ n }] = await queryRows<{ n: string | number }>(db(), sql`select count(*) as n from orders`);
     expect(run.report?.ordersRows).toBe(Number(n));
     // VACUUM's own statistics, in case a report could claim what did not happen.

@@ -17,7 +17,7 @@ await closedPglite.close();
 
 type ErrorBody = { error: { message: string; code: number; data: Record<string, unknown> & { code: string; httpStatus: number } } };
 
-const post = (path: string, body: unknown, headers: Record<string, string> = {}) => ({
+const post = (body: unknown, headers: Record<string, string> = {}) => ({
   method: "POST",
   headers: { "content-type": "application/json", ...headers },
   body: typeof body === "string" ? body : JSON.stringify(body),
@@ -63,7 +63,7 @@ describe("app: happy path", () => {
       await app.request("/trpc/auth.me"),
       await app.request("/trpc/nope.nothing"),
       await app.request("/no/such/path"),
-      await app.request("/trpc/auth.register", post("/", "x".repeat(MAX_BODY_BYTES + 10))),
+      await app.request("/trpc/auth.register", post("x".repeat(MAX_BODY_BYTES + 10))),
     ];
     const ids = responses.map((r) => r.headers.get("x-request-id"));
     for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -117,7 +117,7 @@ describe("app: errors", () => {
     const server = serveInProcess(createTestDeps(handle.db));
     try {
       const big = "x".repeat(5 * 1024 * 1024);
-      const withLength = await fetch(`${server.baseUrl}/trpc/auth.register`, post("/", big));
+      const withLength = await fetch(`${server.baseUrl}/trpc/auth.register`, post(big));
       expect(withLength.status).toBe(413);
       expect(((await withLength.json()) as { error: { message: string } }).error.message).toContain("larger than");
 
@@ -162,7 +162,7 @@ describe("app: errors", () => {
   test("validation errors are 400 BAD_REQUEST naming the field", async () => {
     const deps = createTestDeps(handle.db);
     const app = createApp(deps);
-    const bad = await app.request("/trpc/auth.register", post("/", { email: "nope", password: "long enough" }));
+    const bad = await app.request("/trpc/auth.register", post({ email: "nope", password: "long enough" }));
     expect(bad.status).toBe(400);
     const body = (await bad.json()) as ErrorBody;
     expect(body.error.data.code).toBe("BAD_REQUEST");
@@ -171,7 +171,7 @@ describe("app: errors", () => {
     const { accessToken } = await signUp(deps);
     const res = await app.request(
       "/trpc/auth.revokeSession",
-      post("/", { sessionId: "12" }, { authorization: `Bearer ${accessToken}` }),
+      post({ sessionId: "12" }, { authorization: `Bearer ${accessToken}` }),
     );
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.message).toContain("sessionId");
@@ -179,7 +179,7 @@ describe("app: errors", () => {
 
   test("a body that is not JSON is 400 and not echoed; a mutation over GET is 405", async () => {
     const app = createApp(createTestDeps(handle.db));
-    const parse = await app.request("/trpc/auth.login", post("/", "{not json: secret-pw-1"));
+    const parse = await app.request("/trpc/auth.login", post("{not json: secret-pw-1"));
     expect(parse.status).toBe(400);
     expect(await parse.text()).not.toContain("secret-pw-1");
     const wrongMethod = await app.request("/trpc/auth.login");
@@ -205,7 +205,7 @@ describe("app: security", () => {
     const email = uniqueEmail("internal");
     const res = await app.request(
       "/trpc/auth.login",
-      post("/", { email, password: "a password that is secret" }, { "x-request-id": "req-internal-1" }),
+      post({ email, password: "a password that is secret" }, { "x-request-id": "req-internal-1" }),
     );
     const text = await res.text();
     const body = JSON.parse(text) as ErrorBody;
@@ -239,7 +239,7 @@ describe("app: security", () => {
     process.env.NODE_ENV = "development";
     const res = await createApp(createTestDeps(closedPglite.db)).request(
       "/trpc/auth.register",
-      post("/", { email: uniqueEmail(), password: "long enough password" }),
+      post({ email: uniqueEmail(), password: "long enough password" }),
     );
     const body = (await res.json()) as ErrorBody;
     expect(res.status).toBe(500);

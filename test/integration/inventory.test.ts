@@ -95,7 +95,7 @@ describe("inventory: errors", () => {
     const id = await insertProduct(3);
     const res = await callHttp(deps(), "inventory.adjust", "mutation", { productId: id, delta: -4 }, { token: admin.accessToken });
     expect(res.error?.code).toBe("CONFLICT");
-    expect((res.error?.body as { error: { data: { productIds?: string[] } } }).error.data.productIds).toEqual([id]);
+    expect((res.error!.body as { error: { data: { productIds?: string[] } } }).error.data.productIds).toEqual([id]);
     expect(res.error?.message).not.toMatch(/check|constraint|violates/i);
     expect(await stockOf(id)).toBe(3);
   });

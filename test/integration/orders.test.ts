@@ -369,7 +369,7 @@ describe("orders: status machine", () => {
 
 describe("orders: security", () => {
   test("a customer cannot see, list or cancel another customer's order, nor call updateStatus", async () => {
-    const { deps, alice, bob, admin } = await setup();
+    const { alice, bob, admin } = await setup();
     const [p] = await createProducts({ price: "1.00", stock: 10 });
     const order = await alice.caller.orders.create({ items: [{ productId: p.id, quantity: 2 }] });
     expect(await errorCodeOf(bob.caller.orders.byId({ id: order.id }))).toBe("NOT_FOUND");

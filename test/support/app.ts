@@ -36,7 +36,11 @@ export function createTestDeps(
   overrides: Partial<Omit<AppDeps, "env">> & { env?: Partial<Env> } = {},
 ): JobDeps {
   const { env: envOverrides, logger, clock, ...rest } = overrides;
-  const env = { ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET, REGISTER_LIMIT_PER_HOUR: "0" }), ...envOverrides };
+  // TRPC_FAST_PATH from the shell, so the whole suite can run with the fast path off (.ci/run).
+  const env = {
+    ...parseEnv({ JWT_SECRET: TEST_JWT_SECRET, REGISTER_LIMIT_PER_HOUR: "0", TRPC_FAST_PATH: process.env.TRPC_FAST_PATH }),
+    ...envOverrides,
+  };
   const handle: DatabaseHandle = isHandle(dbOrHandle)
     ? dbOrHandle
     : { db: dbOrHandle, kind: onPostgres ? "postgres" : "pglite", close: async () => {} };

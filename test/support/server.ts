@@ -26,6 +26,8 @@ export interface ServerOptions {
   env?: Record<string, string>;
   /** Reuse a DATA_DIR (PGlite); a fresh temporary one otherwise. Ignored on Postgres. */
   dataDir?: string;
+  /** What to run instead of src/server.ts: the bundle of `npm run build`. */
+  entry?: string;
 }
 
 /**
@@ -41,6 +43,8 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
     JOBS: "false",
     LOG_LEVEL: "info",
   };
+  // Passed on so the whole suite can run with the fast path off (.ci/run).
+  if (process.env.TRPC_FAST_PATH) env.TRPC_FAST_PATH = process.env.TRPC_FAST_PATH;
   for (const [k, v] of Object.entries(extra)) {
     if (v === "") delete env[k];
     else env[k] = v;
@@ -74,7 +78,7 @@ export async function defaultServerEnv(dataDir?: string): Promise<{ env: Record<
 /** Starts `bun run src/server.ts` and resolves once it logs "listening" and /health answers. */
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const base = await defaultServerEnv(opts.dataDir);
-  const proc = Bun.spawn([process.execPath, "run", "src/server.ts"], {
+  const proc = Bun.spawn([process.execPath, "run", opts.entry ?? "src/server.ts"], {
     cwd: repoRoot,
     env: childEnv({ ...base.env, ...opts.env }),
     stdout: "pipe",

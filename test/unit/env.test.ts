@@ -102,3 +102,16 @@ describe("env: maintenance connections and CLI commands", () => {
     expect(() => parseEnv({ DATABASE_URL: "postgres://db.example.com/shop" })).toThrow("JWT_SECRET");
   });
 });
+
+describe("env: TRPC_FAST_PATH", () => {
+  test("on unless switched off", () => {
+    expect(parseEnv({}).TRPC_FAST_PATH).toBe(true);
+    expect(parseEnv({ TRPC_FAST_PATH: "false" }).TRPC_FAST_PATH).toBe(false);
+    expect(parseEnv({ TRPC_FAST_PATH: "0" }).TRPC_FAST_PATH).toBe(false);
+    expect(parseEnv({ TRPC_FAST_PATH: "true" }).TRPC_FAST_PATH).toBe(true);
+  });
+
+  test("errors: anything but true or false is refused, naming the variable", () => {
+    expect(messageOf({ TRPC_FAST_PATH: "off" })).toBe("Invalid environment: TRPC_FAST_PATH must be true or false");
+  });
+});

@@ -8,7 +8,10 @@ describe("toIso", () => {
     // Random instants from year 1 to 9999, printed as Postgres prints them: fraction digits
     // from none to six, trailing zeros dropped, ' ' or 'T' between date and time.
     let seed = 42;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     for (let i = 0; i < 5000; i++) {
       const ms = Math.floor(random() * (253402300799999 + 62135596800000)) - 62135596800000;
       const iso = new Date(ms).toISOString();

@@ -1,29 +1,41 @@
 // patches/@trpc+server+11.25.2.patch replaces the object-spread helper tRPC's build compiled in
-// (see patches/README.md). These tests hold the replacement to what native spread does, so a
-// difference in behaviour cannot hide behind the speed-up, and fail if the patch is not applied.
+// (see patches/README.md). These tests hold the installed helper, patched or published, to what
+// native spread does, so a difference in behaviour cannot hide behind the speed-up. The helper is
+// found through the package's module graph; if the patch is not applied (reverted, or no longer
+// applying after an upgrade) the installation test is skipped and says why, and EXPECT_PATCHES
+// (set by .ci/run) turns that into a failure when the run expects the other state.
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { EXPECT_PATCHES, isPatched, locateDefinition, skipNote } from "../support/patches";
 
 const require = createRequire(import.meta.url);
-const distDir = join(dirname(require.resolve("@trpc/server/package.json")), "dist");
-const esm = join(distDir, "getErrorShape-B5jPKHJ3.mjs");
-const cjs = join(distDir, "getErrorShape-BAuHhNuh.cjs");
+const located = locateDefinition("@trpc/server", "_objectSpread2");
+const patched = isPatched(located);
+const NO_HELPER = "this @trpc/server build has no _objectSpread2 helper (object spread is native): the patch can be dropped (patches/README.md)";
+const NOT_APPLIED = "patches/@trpc+server+*.patch is not applied: reverted, or it no longer applies to this version (patches/README.md)";
 
 // The helper is exported under a minified name; find it by identity rather than guessing the letter.
-const mod = (await import(esm)) as Record<string, unknown>;
+const mod = located.esm ? ((await import(located.esm)) as Record<string, unknown>) : {};
 const spread = Object.values(mod).find((f) => typeof f === "function" && f.name === "_objectSpread2") as (
   target: object,
   ...sources: unknown[]
 ) => Record<PropertyKey, unknown>;
 
-describe("the patched tRPC spread helper", () => {
-  test("is installed in both module formats", () => {
-    expect(spread).toBeFunction();
-    for (const file of [esm, cjs]) expect(readFileSync(file, "utf8")).toContain("function _assignOwn(e, key, value)");
+describe("the tRPC patch", () => {
+  test.skipIf(!patched)(`is installed in both module formats${skipNote(patched, located.esm ? NOT_APPLIED : NO_HELPER)}`, () => {
+    // The functions the modules export, not just the files' text, are the replacement.
+    const cjs = Object.values(require(located.cjs!) as Record<string, unknown>).find(
+      (f) => typeof f === "function" && f.name === "_objectSpread2",
+    );
+    for (const helper of [spread, cjs]) expect(String(helper)).toContain("_assignOwn(");
   });
 
+  test.skipIf(EXPECT_PATCHES === undefined)(`is in the state this run expects (EXPECT_PATCHES=${EXPECT_PATCHES ?? ""})${skipNote(EXPECT_PATCHES !== undefined, "EXPECT_PATCHES is unset")}`, () => {
+    expect(patched ? "applied" : "absent").toBe(EXPECT_PATCHES!);
+  });
+});
+
+describe.skipIf(!spread)(`tRPC's spread helper (${patched ? "patched" : "as published"}) against native spread${skipNote(Boolean(spread), NO_HELPER)}`, () => {
   // `{ ...a, ...b }` compiles to spread(spread({}, a), b): sources at odd positions.
   test("copies own enumerable string and symbol keys like native spread", () => {
     const visible = Symbol("visible");
