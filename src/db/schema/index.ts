@@ -3,5 +3,8 @@ export * from "./users";
 export * from "./products";
 export * from "./orders";
 export * from "./sessions";
-export * from "./additions";
+// Tables added to the design, each because correctness or a query needs it.
+export * from "./login-throttle";
+export * from "./order-idempotency-keys";
+export * from "./job-runs";
 export * from "./accounts";
