@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
 import { createPgliteDatabase, createPostgresDatabase, type Database, type DatabaseHandle } from "./db/client";
-import { acquireDataDirLock, DataDirBusyError, DataDirUnusableError } from "./db/data-dir-lock";
+import { acquireDataDirLock, DataDirBusyError, DataDirUnusableError, type LockOptions } from "./db/data-dir-lock";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import { applyStatementTimeout, migrationsFolder, runMigrations } from "./db/migrate";
 import { products, users } from "./db/schema";
@@ -21,12 +21,12 @@ import type { StatementObserver } from "./observability/statements";
  */
 export async function openDatabase(
   env: Env,
-  opts: { command?: string; statements?: StatementObserver } = {},
+  opts: LockOptions & { statements?: StatementObserver } = {},
 ): Promise<DatabaseHandle> {
   if (env.DATABASE_URL) {
     return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE, statements: opts.statements });
   }
-  const lock = await acquireDataDirLock(env.DATA_DIR, { command: opts.command });
+  const lock = await acquireDataDirLock(env.DATA_DIR, { command: opts.command, tempSocketName: opts.tempSocketName });
   try {
     const handle = await createPgliteDatabase(join(env.DATA_DIR, "pgdata"), opts.statements);
     return {

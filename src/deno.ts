@@ -30,6 +30,9 @@ declare const Deno: {
   exit(code: number): never;
 };
 
+/** The lock's socket names are fixed so that `--allow-net=unix:<path>` can grant them (start:deno). */
+const DENO_LOCK_SOCKET = "owner.sock.deno";
+
 /** How long a stop waits for the requests in hand before shutting down regardless. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
@@ -37,7 +40,7 @@ async function main() {
   const env = parseEnvOrExit(Deno.env.toObject());
   const logger = createLogger(env.LOG_LEVEL);
   // One owner per DATA_DIR: openDatabase takes the lock before PGlite opens (src/db/data-dir-lock.ts).
-  const handle = await openDatabase(env, { command: "deno server" }).catch((error) => {
+  const handle = await openDatabase(env, { command: "deno server", tempSocketName: DENO_LOCK_SOCKET }).catch((error) => {
     console.error(operatorMessage(error, env));
     return Deno.exit(1);
   });

@@ -151,7 +151,17 @@ function listen(server: Server, path: string): Promise<void> {
  * Takes DATA_DIR for this process, or throws `DataDirBusyError` naming the live owner. Nothing
  * in DATA_DIR but the lock's own two files is touched before the lock is held.
  */
-export async function acquireDataDirLock(dataDir: string, opts: { command?: string } = {}): Promise<DataDirLock> {
+export interface LockOptions {
+  command?: string;
+  /**
+   * A fixed name for the socket this process binds before linking it into place, instead of a
+   * random one. Deno grants Unix sockets by exact path (`--allow-net=unix:<path>`), so its host
+   * names this one in its permissions (package.json, start:deno).
+   */
+  tempSocketName?: string;
+}
+
+export async function acquireDataDirLock(dataDir: string, opts: LockOptions = {}): Promise<DataDirLock> {
   try {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const info = await stat(dataDir);
@@ -165,7 +175,7 @@ export async function acquireDataDirLock(dataDir: string, opts: { command?: stri
   const lockPath = socketPathOf(dataDir);
   // Bound under a name of its own first, then linked into place: link(2) fails when the lock
   // name exists, so of two processes racing for a free DATA_DIR exactly one wins.
-  const tempPath = socketPathOf(dataDir, `.owner.${process.pid}.${Math.random().toString(36).slice(2, 8)}.sock`);
+  const tempPath = socketPathOf(dataDir, opts.tempSocketName ?? `.owner.${process.pid}.${Math.random().toString(36).slice(2, 8)}.sock`);
   let handler: OwnerHandler | undefined;
   const server = createServer((socket) => {
     socket.setEncoding("utf8");
@@ -201,10 +211,18 @@ export async function acquireDataDirLock(dataDir: string, opts: { command?: stri
   server.unref();
 
   try {
+    if (opts.tempSocketName) {
+      // A fixed name may be left by a process that died while taking the lock, or held by one
+      // taking it right now: the first is cleared, the second is a live owner-to-be.
+      const other = await exchange(tempPath, { op: "who" }, 3_000);
+      if (other.live) throw new DataDirBusyError(dataDir, other.reply as OwnerInfo | undefined);
+      await rm(tempPath, { force: true });
+    }
     await listen(server, tempPath);
     // Whoever may connect may run jobs through a server: the owner only (as for the files).
     await chmod(tempPath, 0o600);
   } catch (error) {
+    if (error instanceof DataDirBusyError) throw error;
     throw new DataDirUnusableError(`DATA_DIR ${dataDir} is not usable (cannot create its lock socket: ${code(error) ?? (error as Error).message})`);
   }
   const closeTemp = async () => {
