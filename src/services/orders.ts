@@ -1,8 +1,8 @@
-import { sql, type SQL } from "drizzle-orm";
+import { and, eq, gte, inArray, sql, type SQL } from "drizzle-orm";
 import type { Page } from "../lib/page";
 import * as v from "valibot";
 import { queryRows, type Database } from "../db/client";
-import type { OrderStatus, UserRole } from "../db/schema";
+import { orderIdempotencyKeys, orderItems, orders, products, type OrderStatus, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, timestampText, uuidText } from "../lib/cursor";
@@ -99,141 +99,165 @@ async function hashRequest(lines: { productId: string; quantity: number }[]): Pr
   return sha256Hex(JSON.stringify(lines.map((l) => [l.productId, l.quantity])));
 }
 
-/** A Postgres array literal for one parameter: the statement text stays the same for any number of lines. */
-const arrayLiteral = (values: readonly (string | number)[]) => `{${values.join(",")}}`;
+/** numeric(10,2) money text → integer cents, and back: totals are summed exactly, never as floats. */
+const toCents = (money: string): number => {
+  const [whole, fraction = ""] = money.split(".");
+  return Number(whole) * 100 + Number(fraction.padEnd(2, "0").slice(0, 2));
+};
+const fromCents = (cents: number): string => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, "0")}`;
+const MAX_TOTAL_CENTS = toCents(MAX_TOTAL);
 
-interface CreateRow {
-  found: number;
-  ok: boolean;
-  total: string;
-  short_ids: unknown;
-  order: unknown;
-}
+type OrderRow = typeof orders.$inferSelect;
+type OrderItemRow = typeof orderItems.$inferSelect;
 
 /**
- * Places an order in ONE statement (one round trip, one implicit transaction):
- *  - `locked` takes the products' row locks in id order (no deadlocks between orders), and under
- *    READ COMMITTED returns each row's latest committed stock once its lock is granted;
- *  - `verdict` decides: every product exists, every line has stock, the total fits numeric(10,2);
- *  - only then (`good`) does anything get written: the idempotency key (its primary key makes
- *    concurrent retries collapse), the stock decrements, the order and its items.
- * The order id is made here so the key row can reference it; foreign keys are checked at the end
- * of the statement, after the order row exists.
+ * The stock decrement of one line, guarded: it matches only while the stock covers the line.
+ * Under READ COMMITTED an UPDATE that waited for another transaction's row lock re-checks
+ * `stock >= quantity` on the newest row version before it writes, so no order can oversell,
+ * and the new stock is computed from that same version (never from an older snapshot).
+ */
+const takeStock = (db: Database, line: { productId: string; quantity: number }) =>
+  db
+    .update(products)
+    .set({ stock: sql`${products.stock} - ${line.quantity}`, updatedAt: utcNow })
+    .where(and(eq(products.id, line.productId), gte(products.stock, line.quantity)))
+    .returning({ price: products.price });
+
+/** The order's row and its items' rows, as the API's Order. */
+function orderOf(row: OrderRow, items: OrderItemRow[]): Order {
+  return {
+    id: row.id,
+    userId: row.userId,
+    status: row.status,
+    total: row.total,
+    createdAt: toIso(row.createdAt),
+    updatedAt: toIso(row.updatedAt),
+    items: items
+      .map((i) => ({ id: i.id, productId: i.productId, quantity: i.quantity, price: i.price }))
+      .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0)),
+  };
+}
+
+/** Thrown inside the order's transaction to roll it back; carries what to answer instead. */
+class Refusal {
+  constructor(readonly failure: DomainError | "key taken") {}
+}
+/** The optimistic attempt missed a line: roll back and decide again on locked rows. */
+const RETRY_LOCKED = Symbol("retry with the rows locked first");
+
+type Line = { productId: string; quantity: number };
+
+/**
+ * Places an order in one transaction of plain statements on one connection:
+ *  1. one guarded UPDATE per line in product-id order (orders lock products in the same order,
+ *     so they cannot deadlock), issued together so the driver pipelines them, each returning
+ *     the price it sold at. Under READ COMMITTED an UPDATE that waits for another transaction's
+ *     row lock re-checks `stock >= quantity` on the newest row version before it writes, so no
+ *     order oversells, and the new stock is computed from that version;
+ *  2. if every line matched and the total (integer cents) fits numeric(10,2): the order, its
+ *     items (one multi-row INSERT) and, with an idempotencyKey, the key, again pipelined. The
+ *     key's primary key makes concurrent retries collapse: a second claim waits for the first
+ *     transaction and then matches nothing, so it rolls back and answers the first one's order.
+ * A guarded UPDATE skips a row without waiting when the row was short in the statement's
+ * snapshot, although a transaction still holding its lock may be adding stock. So a miss is
+ * not the answer: the attempt rolls back and the order is decided again with the rows locked
+ * first (`SELECT … FOR UPDATE`, in id order), which waits for those transactions and sees
+ * what they committed; only that verdict is refused as NOT_FOUND / CONFLICT (every short line).
+ * Any refusal rolls the whole transaction back, so it changes nothing.
  */
 export async function createOrder(db: Database, actor: Actor, input: CreateOrderInput): Promise<Order> {
   const lines = mergeLines(input.items);
   if (lines.length === 0) throw badRequest("items must contain 1 to 100 entries");
-  const orderId = crypto.randomUUID();
   const key = input.idempotencyKey;
   const requestHash = key === undefined ? undefined : await hashRequest(lines);
-
-  const keyStep =
-    key === undefined
-      ? sql``
-      : sql`claimed as (
-          insert into order_idempotency_keys (user_id, key, request_hash, order_id)
-          select ${actor.id}::uuid, ${key}::varchar, ${requestHash}::varchar, ${orderId}::uuid from good
-          on conflict (user_id, key) do nothing
-          returning 1
-        ),`;
-  const keyClaimed = key === undefined ? sql`` : sql`and exists (select 1 from claimed)`;
-
-  // `upd` takes the new stock from the locked row (l.stock), not from p: under READ COMMITTED
-  // the UPDATE reads p as of the statement's snapshot, which is older than the version FOR UPDATE
-  // locked when another transaction changed the row in between. Postgres checks the stock CHECK
-  // on the tuple computed from that old version before it notices the concurrent update and
-  // re-reads the row, so p.stock - l.quantity could be refused (23514) although the current
-  // stock was enough. l.stock is the current stock, and the lock keeps it so until commit.
-  const statement = sql`
-    with input as (
-      select * from unnest(${arrayLiteral(lines.map((l) => l.productId))}::uuid[],
-                           ${arrayLiteral(lines.map((l) => l.quantity))}::int[]) as t(product_id, quantity)
-    ),
-    locked as (
-      select p.id, p.price, p.stock, i.quantity
-        from products p join input i on i.product_id = p.id
-       order by p.id
-       for update of p
-    ),
-    verdict as (
-      select count(*)::int as found,
-             coalesce(bool_and(stock >= quantity), false) as ok,
-             coalesce(sum(price * quantity), 0) as total
-        from locked
-    ),
-    good as (
-      select total from verdict where found = ${lines.length}::int and ok and total <= ${MAX_TOTAL}::numeric
-    ),
-    ${keyStep}
-    upd as (
-      update products p set stock = l.stock - l.quantity, updated_at = ${utcNow}
-        from locked l
-       where p.id = l.id and exists (select 1 from good) ${keyClaimed}
-      returning p.id
-    ),
-    ord as (
-      insert into orders (id, user_id, status, total)
-      select ${orderId}::uuid, ${actor.id}::uuid, 'pending', total from good where true ${keyClaimed}
-      returning ${orderColumns}
-    ),
-    items as (
-      insert into order_items (order_id, product_id, quantity, price)
-      select ord.id, l.id, l.quantity, l.price from ord cross join locked l
-      returning id, product_id, quantity, price
-    )
-    select v.found, v.ok,
-           case when v.total <= ${MAX_TOTAL}::numeric then v.total::text end as total,
-           (select json_agg(l.id order by l.id) from locked l where l.stock < l.quantity) as short_ids,
-           (select ${orderJson("ord", sql`(select json_agg(${itemJson("it")} order by it.product_id) from items it)`)}
-              from ord) as "order"
-      from verdict v`;
-
-  let row: CreateRow | undefined;
+  const place = (lockFirst: boolean) => placeOrder(db, actor, lines, key === undefined ? undefined : { key, requestHash: requestHash! }, lockFirst);
   try {
-    [row] = await queryRows<CreateRow & Record<string, unknown>>(db, statement);
+    return await place(false).catch((error) => (error === RETRY_LOCKED ? place(true) : Promise.reject(error)));
   } catch (error) {
-    // Defence in depth: the statement checks the total and the stock first, but an overflow or
-    // the stock CHECK must never reach the client as a 500. Either way nothing was written.
-    if (sqlState(error) === "22003") throw badRequest(TOTAL_TOO_LARGE);
-    if (sqlState(error) === "23514") throw await stockConflict(db, lines);
-    throw error;
-  }
-  if (!row) throw new Error("orders.create returned no verdict row");
-  if (row.order != null) return toOrder(fromJson<OrderJson>(row.order));
-
-  const failure =
-    row.found < lines.length
-      ? notFound("Product")
-      : !row.ok
-        ? conflict("Not enough stock for some products: see data.productIds", {
-            productIds: fromJson<string[] | null>(row.short_ids) ?? [],
-          })
-        : row.total === null
-          ? badRequest(TOTAL_TOO_LARGE)
-          : undefined;
-  if (key === undefined) throw failure ?? new Error("orders.create wrote nothing without a reason");
-  // With a key, an earlier request may own it; that answer wins over any stock verdict,
-  // because a retry after the first request took the last units must still get its order.
-  const prior = await findKeyedOrder(db, actor.id, key);
-  if (prior) {
-    if (prior.requestHash !== requestHash) {
-      throw conflict("This idempotencyKey was already used for a different order: use a new key");
+    if (!(error instanceof Refusal)) {
+      // Defence in depth: the code checks the total and the stock first, but an overflow or the
+      // stock CHECK must never reach the client as a 500. Either way nothing was written.
+      if (sqlState(error) === "22003") throw badRequest(TOTAL_TOO_LARGE);
+      if (sqlState(error) === "23514") throw await stockConflict(db, lines);
+      throw error;
     }
-    return prior.order;
+    if (key === undefined && error.failure !== "key taken") throw error.failure;
+    // With a key, an earlier request may own it; that answer wins over any stock verdict,
+    // because a retry after the first request took the last units must still get its order.
+    const prior = key === undefined ? undefined : await findKeyedOrder(db, actor.id, key);
+    if (prior) {
+      if (prior.requestHash !== requestHash) {
+        throw conflict("This idempotencyKey was already used for a different order: use a new key");
+      }
+      return prior.order;
+    }
+    throw error.failure === "key taken" ? conflict("This idempotencyKey is in use by another request: retry it") : error.failure;
   }
-  throw failure ?? conflict("This idempotencyKey is in use by another request: retry it");
 }
+
+function placeOrder(
+  db: Database,
+  actor: Actor,
+  lines: Line[],
+  idempotency: { key: string; requestHash: string } | undefined,
+  lockFirst: boolean,
+): Promise<Order> {
+  return db.transaction(async (tx) => {
+    let prices: string[] | undefined;
+    if (lockFirst) {
+      const rows = await tx
+        .select({ id: products.id, price: products.price, stock: products.stock })
+        .from(products)
+        .where(inArray(products.id, lines.map((l) => l.productId)))
+        .orderBy(products.id)
+        .for("update");
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      if (lines.some((l) => !byId.has(l.productId))) throw new Refusal(notFound("Product"));
+      const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
+      if (short.length > 0) throw new Refusal(shortStock(short.map((l) => l.productId)));
+      prices = lines.map((l) => byId.get(l.productId)!.price);
+    }
+    // Locked first, the decrements cannot miss; they are pipelined with the inserts below.
+    const taken = lines.map((l) => takeStock(tx, l));
+    if (!prices) {
+      const rows = await Promise.all(taken);
+      if (rows.some((r) => r.length === 0)) throw RETRY_LOCKED;
+      prices = rows.map(([r]) => r.price);
+    }
+    const cents = prices.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
+    if (cents > MAX_TOTAL_CENTS) throw new Refusal(badRequest(TOTAL_TOO_LARGE));
+
+    const orderId = crypto.randomUUID();
+    const [placed, items, claimed] = await Promise.all([
+      tx.insert(orders).values({ id: orderId, userId: actor.id, status: "pending", total: fromCents(cents) }).returning(),
+      tx
+        .insert(orderItems)
+        .values(lines.map((l, n) => ({ orderId, productId: l.productId, quantity: l.quantity, price: prices[n] })))
+        .returning(),
+      idempotency &&
+        tx
+          .insert(orderIdempotencyKeys)
+          .values({ userId: actor.id, key: idempotency.key, requestHash: idempotency.requestHash, orderId })
+          .onConflictDoNothing()
+          .returning({ orderId: orderIdempotencyKeys.orderId }),
+      ...(lockFirst ? taken : []),
+    ]);
+    if (claimed && claimed.length === 0) throw new Refusal("key taken");
+    return orderOf(placed[0], items);
+  });
+}
+
+const shortStock = (productIds: string[]) =>
+  conflict("Not enough stock for some products: see data.productIds", { productIds: [...productIds].sort() });
 
 /** CONFLICT naming the lines that are short right now (after the stock CHECK refused a write). */
 async function stockConflict(db: Database, lines: { productId: string; quantity: number }[]): Promise<DomainError> {
-  const rows = await queryRows<{ id: string }>(
-    db,
-    sql`select p.id from products p
-          join unnest(${arrayLiteral(lines.map((l) => l.productId))}::uuid[], ${arrayLiteral(lines.map((l) => l.quantity))}::int[])
-               as t(product_id, quantity) on t.product_id = p.id
-         where p.stock < t.quantity order by p.id`,
-  );
-  return conflict("Not enough stock for some products: see data.productIds", { productIds: rows.map((r) => r.id) });
+  const rows = await db
+    .select({ id: products.id, stock: products.stock })
+    .from(products)
+    .where(inArray(products.id, lines.map((l) => l.productId)));
+  const stock = new Map(rows.map((r) => [r.id, r.stock]));
+  return shortStock(lines.filter((l) => (stock.get(l.productId) ?? 0) < l.quantity).map((l) => l.productId));
 }
 
 async function findKeyedOrder(
