@@ -2,13 +2,14 @@
 import { createApp } from "./app";
 import { openDatabase, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { parseEnvOrExit } from "./env";
-import { createLogger, describeError } from "./lib/logger";
+import { createBufferedWriter, createLogger, describeError } from "./lib/logger";
 import { createTokenConfig } from "./lib/tokens";
 import { startScheduler } from "./jobs/scheduler";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
-  const logger = createLogger(env.LOG_LEVEL);
+  // One line per request; written off the request path (see createBufferedWriter).
+  const logger = createLogger(env.LOG_LEVEL, createBufferedWriter().write);
   const handle = await openDatabase(env);
   try {
     await prepareDatabase(handle, env, logger);

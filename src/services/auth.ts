@@ -1,5 +1,5 @@
-import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
-import type { Database } from "../db/client";
+import { and, desc, eq, getTableColumns, gt, ne, sql, type SQL } from "drizzle-orm";
+import { queryRows, type Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
 import { sessions, users, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -7,7 +7,15 @@ import { conflict, forbidden, notFound, unauthorized } from "../errors";
 import { toDbTime, toIso } from "../lib/time";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
-import { forgiveAttempt, reserveLoginAttempt } from "./login-throttle";
+import {
+  emailKey,
+  forgiveAttempt,
+  forgiveAttemptCtes,
+  refuseIfThrottled,
+  reserveAttemptCte,
+  reserveLoginAttempt,
+  type CounterRow,
+} from "./login-throttle";
 
 export interface User {
   id: string;
@@ -42,7 +50,7 @@ export interface AuthDeps {
 const WRONG_CREDENTIALS = "Email or password is incorrect";
 
 
-function toUser(row: typeof users.$inferSelect): User {
+function toUser(row: UserRow): User {
   return { id: row.id, email: row.email, role: row.role, createdAt: toIso(row.createdAt), updatedAt: toIso(row.updatedAt) };
 }
 
@@ -50,18 +58,24 @@ function toUser(row: typeof users.$inferSelect): User {
 let dummyHash: Promise<string> | undefined;
 const getDummyHash = () => (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"));
 
-/** Creates a session row and the token that names it; the row keeps only the token's hash. */
-async function issueSession(db: Database, deps: AuthDeps, user: typeof users.$inferSelect): Promise<Auth> {
+/**
+ * Creates a session row and the token that names it; the row keeps only the token's hash.
+ * `along` are CTEs sent in the same statement (the login's forgiven attempt).
+ */
+async function issueSession(db: Database, deps: AuthDeps, user: UserRow, along?: SQL): Promise<Auth> {
   const sessionId = crypto.randomUUID();
   const expiresAt = new Date(deps.now.getTime() + deps.tokens.ttlSeconds * 1000);
   const accessToken = await signAccessToken(deps.tokens, { userId: user.id, sessionId, issuedAt: deps.now, expiresAt });
-  await db.insert(sessions).values({
-    id: sessionId,
-    userId: user.id,
-    tokenHash: await hashToken(accessToken),
-    expiresAt: toDbTime(expiresAt),
-    createdAt: toDbTime(deps.now),
-  });
+  const row = { id: sessionId, userId: user.id, tokenHash: await hashToken(accessToken), expiresAt: toDbTime(expiresAt), createdAt: toDbTime(deps.now) };
+  if (along) {
+    const s = sessions;
+    await db.execute(
+      sql`with ${along} insert into ${s} (${sql.identifier(s.id.name)}, ${sql.identifier(s.userId.name)}, ${sql.identifier(s.tokenHash.name)}, ${sql.identifier(s.expiresAt.name)}, ${sql.identifier(s.createdAt.name)})
+          values (${row.id}, ${row.userId}, ${row.tokenHash}, ${row.expiresAt}, ${row.createdAt})`,
+    );
+  } else {
+    await db.insert(sessions).values(row);
+  }
   return { user: toUser(user), accessToken, expiresAt: expiresAt.toISOString() };
 }
 
@@ -79,26 +93,50 @@ export async function register(db: Database, deps: AuthDeps, input: { email: str
   });
 }
 
+/** The users columns under their schema keys, timestamps as the database's text (as Drizzle reads them). */
+const userColumns = sql.join(
+  Object.entries(getTableColumns(users)).map(([key, column]) =>
+    column.columnType === "PgTimestampString" ? sql`${column}::text as ${sql.identifier(key)}` : sql`${column} as ${sql.identifier(key)}`,
+  ),
+  sql`, `,
+);
+
+type UserRow = typeof users.$inferSelect;
+
+/**
+ * Two statements around the hash: (1) count the attempt (the throttle, shared by every
+ * instance) and read the account, (2) forgive the attempt and insert the session. An unknown
+ * email costs what a wrong password costs: the same statement, a verify against a dummy hash,
+ * the same answer.
+ */
 export async function login(
   db: Database,
   deps: AuthDeps & { clientAddress: string },
   input: { email: string; password: string },
 ): Promise<Auth> {
-  await reserveLoginAttempt(db, input.email, deps.clientAddress, deps.now);
-  const [user] = await db.select().from(users).where(eq(users.email, input.email)).limit(1);
+  const key = emailKey(input.email);
+  const rows = await queryRows<CounterRow & { [K in keyof UserRow]: UserRow[K] | null }>(
+    db,
+    sql`with counted as (${reserveAttemptCte(input.email, deps.clientAddress, deps.now)})
+        select counted.*, account.*
+          from counted left join (select ${userColumns} from ${users} where ${users.email} = ${input.email} limit 1) account
+            on counted.key = ${key}`,
+  );
+  refuseIfThrottled(rows, deps.now);
+  const found = rows.find((r) => r.key === key);
+  const user = found?.id ? (found as CounterRow & UserRow) : undefined;
   const ok = await verifyPassword(user?.passwordHash ?? (await getDummyHash()), input.password);
   if (!user || !ok) throw unauthorized(WRONG_CREDENTIALS);
-  await forgiveAttempt(db, input.email, deps.clientAddress);
-  let current = user;
   if (needsRehash(user.passwordHash)) {
+    await forgiveAttempt(db, input.email, deps.clientAddress);
     const [updated] = await db
       .update(users)
       .set({ passwordHash: await hashPassword(input.password), updatedAt: utcNow })
       .where(eq(users.id, user.id))
       .returning();
-    current = updated ?? user;
+    return issueSession(db, deps, updated ?? user);
   }
-  return issueSession(db, deps, current);
+  return issueSession(db, deps, user, forgiveAttemptCtes(input.email, deps.clientAddress));
 }
 
 /**
