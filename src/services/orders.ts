@@ -2,6 +2,7 @@ import { and, eq, gte, inArray, sql, type SQL } from "drizzle-orm";
 import type { Page } from "../lib/page";
 import * as v from "valibot";
 import { queryRows, type Database } from "../db/client";
+import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import { orderIdempotencyKeys, orderItems, orders, products, type OrderStatus, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
@@ -67,24 +68,39 @@ function toOrder(row: OrderJson): Order {
   };
 }
 
-const itemJson = (alias: string) =>
-  sql.raw(
-    `json_build_object('id', ${alias}.id, 'productId', ${alias}.product_id, 'quantity', ${alias}.quantity, 'price', ${alias}.price::text)`,
-  );
+type OrdersRef = typeof orders | ReturnType<typeof alias<typeof orders, string>>;
 
-/** The API's Order for the row `alias` of a relation with the orders columns, given its items' JSON array. */
-const orderJson = (alias: string, items: SQL) => sql`json_build_object(
-  'id', ${sql.raw(alias)}.id, 'userId', ${sql.raw(alias)}.user_id, 'status', ${sql.raw(alias)}.status,
-  'total', ${sql.raw(alias)}.total::text,
-  'createdAt', ${sql.raw(alias)}.created_at::text, 'updatedAt', ${sql.raw(alias)}.updated_at::text,
-  'items', ${items})`;
+/** Money and timestamps as the database's text; other columns as they are. */
+const asText = (column: PgColumn) =>
+  column.columnType === "PgNumeric" || column.columnType === "PgTimestampString" ? sql`${column}::text` : sql`${column}`;
+
+/** json_build_object's arguments for the given keys of a table (or alias), each under its schema key. */
+function jsonPairs<T extends object>(columns: T, keys: readonly (keyof T & string)[]): SQL {
+  return sql.join(
+    keys.map((k) => sql`${k}::text, ${asText(columns[k] as PgColumn)}`),
+    sql`, `,
+  );
+}
+
+const ORDER_KEYS = ["id", "userId", "status", "total", "createdAt", "updatedAt"] as const satisfies readonly (keyof OrderRow)[];
+const ITEM_KEYS = ["id", "productId", "quantity", "price"] as const satisfies readonly (keyof OrderItemRow)[];
+
+/** The API's Order for a row of `ref` (orders or a relation with its columns), given its items' JSON array. */
+const orderJson = (ref: OrdersRef, items: SQL) => sql`json_build_object(${jsonPairs(ref, ORDER_KEYS)}, 'items', ${items})`;
 
 /** An existing order's items, read from order_items (one index probe per order, same statement). */
-const storedItemsOf = (alias: string) => sql`coalesce(
-  (select json_agg(${itemJson("oi")} order by oi.product_id) from order_items oi where oi.order_id = ${sql.raw(alias)}.id),
+function storedItemsOf(ref: OrdersRef): SQL {
+  const oi = alias(orderItems, "oi");
+  return sql`coalesce(
+  (select json_agg(json_build_object(${jsonPairs(oi, ITEM_KEYS)}) order by ${oi.productId}) from ${orderItems} ${oi} where ${oi.orderId} = ${ref.id}),
   '[]'::json)`;
+}
 
-const orderColumns = sql.raw("id, user_id, status, total, created_at, updated_at");
+/** The orders columns, unqualified, for RETURNING and CTE select lists. */
+const orderColumns = sql.join(
+  ORDER_KEYS.map((k) => sql.identifier(orders[k].name)),
+  sql`, `,
+);
 
 /** Merges repeated products into one line and sorts by product id (the lock order and the hash order). */
 export function mergeLines(items: CreateOrderInput["items"]): { productId: string; quantity: number }[] {
@@ -265,11 +281,12 @@ async function findKeyedOrder(
   userId: string,
   key: string,
 ): Promise<{ requestHash: string; order: Order } | undefined> {
+  const k = orderIdempotencyKeys;
   const [row] = await queryRows<{ request_hash: string; order: unknown }>(
     db,
-    sql`select k.request_hash, ${orderJson("o", storedItemsOf("o"))} as "order"
-          from order_idempotency_keys k join orders o on o.id = k.order_id
-         where k.user_id = ${userId}::uuid and k.key = ${key}::varchar`,
+    sql`select ${k.requestHash} as request_hash, ${orderJson(orders, storedItemsOf(orders))} as "order"
+          from ${k} join ${orders} on ${orders.id} = ${k.orderId}
+         where ${k.userId} = ${userId}::uuid and ${k.key} = ${key}::varchar`,
   );
   return row ? { requestHash: row.request_hash, order: toOrder(fromJson<OrderJson>(row.order)) } : undefined;
 }
@@ -281,26 +298,27 @@ export async function listOrders(db: Database, actor: Actor, input: ListOrdersIn
   // A customer's userId is ignored: they always get their own orders.
   const userId = actor.role === "admin" ? input.userId : actor.id;
   const conditions: SQL[] = [];
-  if (userId !== undefined) conditions.push(sql`o.user_id = ${userId}::uuid`);
-  if (input.status !== undefined) conditions.push(sql`o.status = ${input.status}::varchar`);
+  if (userId !== undefined) conditions.push(sql`${orders.userId} = ${userId}::uuid`);
+  if (input.status !== undefined) conditions.push(sql`${orders.status} = ${input.status}::varchar`);
   if (input.cursor) {
     const [createdAt, id] = decodeCursor(input.cursor, listCursor);
-    conditions.push(sql`(o.created_at, o.id) < (${createdAt}::timestamp, ${id}::uuid)`);
+    conditions.push(sql`(${orders.createdAt}, ${orders.id}) < (${createdAt}::timestamp, ${id}::uuid)`);
   }
   const where = conditions.length ? sql`where ${sql.join(conditions, sql` and `)}` : sql``;
+  const page = alias(orders, "page");
   const rows = await queryRows<{ order: unknown }>(
     db,
-    sql`with page as (
-          select ${orderColumns} from orders o ${where}
-           order by o.created_at desc, o.id desc
+    sql`with ${page} as (
+          select ${orderColumns} from ${orders} ${where}
+           order by ${orders.createdAt} desc, ${orders.id} desc
            limit ${input.limit + 1}::int
         )
-        select ${orderJson("page", storedItemsOf("page"))} as "order"
-          from page order by page.created_at desc, page.id desc`,
+        select ${orderJson(page, storedItemsOf(page))} as "order"
+          from ${page} order by ${page.createdAt} desc, ${page.id} desc`,
   );
-  const orders = rows.map((r) => fromJson<OrderJson>(r.order));
-  const more = orders.length > input.limit;
-  const pageRows = more ? orders.slice(0, input.limit) : orders;
+  const list = rows.map((r) => fromJson<OrderJson>(r.order));
+  const more = list.length > input.limit;
+  const pageRows = more ? list.slice(0, input.limit) : list;
   const last = pageRows.at(-1);
   return {
     items: pageRows.map(toOrder),
@@ -310,14 +328,18 @@ export async function listOrders(db: Database, actor: Actor, input: ListOrdersIn
 
 /** Someone else's order is reported exactly like a missing one. */
 export async function getOrder(db: Database, actor: Actor, id: string): Promise<Order> {
-  const owner = actor.role === "admin" ? sql`` : sql`and o.user_id = ${actor.id}::uuid`;
+  const owner = actor.role === "admin" ? sql`` : sql`and ${orders.userId} = ${actor.id}::uuid`;
   const [row] = await queryRows<{ order: unknown }>(
     db,
-    sql`select ${orderJson("o", storedItemsOf("o"))} as "order" from orders o where o.id = ${id}::uuid ${owner}`,
+    sql`select ${orderJson(orders, storedItemsOf(orders))} as "order" from ${orders} where ${orders.id} = ${id}::uuid ${owner}`,
   );
   if (!row) throw notFound("Order");
   return toOrder(fromJson<OrderJson>(row.order));
 }
+
+/** `in (…)` of the statuses an order may move from. */
+const statusIn = (from: readonly OrderStatus[]) => sql`${orders.status} in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})`;
+const col = (c: { name: string }) => sql.identifier(c.name);
 
 /**
  * Cancels and restocks in one statement. The status guard sits in the UPDATE's WHERE, so of any
@@ -327,30 +349,36 @@ export async function getOrder(db: Database, actor: Actor, id: string): Promise<
  */
 export async function cancelOrder(db: Database, actor: Actor, id: string): Promise<Order> {
   const from = statusesThatMayMoveTo("cancelled");
-  const owner = actor.role === "admin" ? sql`` : sql`and user_id = ${actor.id}::uuid`;
+  const owner = actor.role === "admin" ? sql`` : sql`and ${orders.userId} = ${actor.id}::uuid`;
+  const cancelled = alias(orders, "cancelled");
+  const lines = alias(orderItems, "lines");
+  // The cancelled quantities per product, once its row is locked (named like order_items' columns).
+  const locked = alias(orderItems, "locked");
+  const restocked = alias(products, "restocked");
   const [row] = await queryRows<{ order: unknown }>(
     db,
-    sql`with cancelled as (
-          update orders set status = 'cancelled', updated_at = ${utcNow}
-           where id = ${id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)}) ${owner}
+    sql`with ${cancelled} as (
+          update ${orders} set ${col(orders.status)} = ${"cancelled" satisfies OrderStatus}::varchar, ${col(orders.updatedAt)} = ${utcNow}
+           where ${orders.id} = ${id}::uuid and ${statusIn(from)} ${owner}
           returning ${orderColumns}
         ),
-        lines as (
-          select oi.product_id, sum(oi.quantity)::int as quantity
-            from order_items oi join cancelled c on c.id = oi.order_id
-           group by oi.product_id
+        ${lines} as (
+          select ${orderItems.productId} as ${col(orderItems.productId)}, sum(${orderItems.quantity})::int as ${col(orderItems.quantity)}
+            from ${orderItems} join ${cancelled} on ${cancelled.id} = ${orderItems.orderId}
+           group by ${orderItems.productId}
         ),
-        locked as (
-          select p.id, l.quantity from products p join lines l on l.product_id = p.id
-           order by p.id
-           for update of p
+        ${locked} as (
+          select ${products.id} as ${col(orderItems.productId)}, ${lines.quantity} as ${col(orderItems.quantity)}
+            from ${products} join ${lines} on ${lines.productId} = ${products.id}
+           order by ${products.id}
+           for update of ${products}
         ),
-        restocked as (
-          update products p set stock = p.stock + l.quantity, updated_at = ${utcNow}
-            from locked l where p.id = l.id
-          returning p.id
+        ${restocked} as (
+          update ${products} set ${col(products.stock)} = ${products.stock} + ${locked.quantity}, ${col(products.updatedAt)} = ${utcNow}
+            from ${locked} where ${products.id} = ${locked.productId}
+          returning ${products.id}
         )
-        select ${orderJson("c", storedItemsOf("c"))} as "order" from cancelled c`,
+        select ${orderJson(cancelled, storedItemsOf(cancelled))} as "order" from ${cancelled}`,
   );
   if (row) return toOrder(fromJson<OrderJson>(row.order));
   throw await explainRefusal(db, actor, id, "cancelled");
@@ -365,14 +393,15 @@ export async function updateOrderStatus(
   if (input.status === "cancelled") return cancelOrder(db, actor, input.id);
   const from = statusesThatMayMoveTo(input.status);
   if (from.length > 0) {
+    const moved = alias(orders, "moved");
     const [row] = await queryRows<{ order: unknown }>(
       db,
-      sql`with moved as (
-            update orders set status = ${input.status}::varchar, updated_at = ${utcNow}
-             where id = ${input.id}::uuid and status in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})
+      sql`with ${moved} as (
+            update ${orders} set ${col(orders.status)} = ${input.status}::varchar, ${col(orders.updatedAt)} = ${utcNow}
+             where ${orders.id} = ${input.id}::uuid and ${statusIn(from)}
             returning ${orderColumns}
           )
-          select ${orderJson("moved", storedItemsOf("moved"))} as "order" from moved`,
+          select ${orderJson(moved, storedItemsOf(moved))} as "order" from ${moved}`,
     );
     if (row) return toOrder(fromJson<OrderJson>(row.order));
   }
@@ -381,11 +410,12 @@ export async function updateOrderStatus(
 
 /** Why a guarded UPDATE matched nothing, read after the fact: missing (or not yours), or an illegal move. */
 async function explainRefusal(db: Database, actor: Actor, id: string, target: OrderStatus): Promise<DomainError> {
-  const [current] = await queryRows<{ status: OrderStatus; user_id: string }>(
-    db,
-    sql`select status, user_id from orders where id = ${id}::uuid`,
-  );
-  if (!current || (actor.role !== "admin" && current.user_id !== actor.id)) return notFound("Order");
+  const [current] = await db
+    .select({ status: orders.status, userId: orders.userId })
+    .from(orders)
+    .where(eq(orders.id, id))
+    .limit(1);
+  if (!current || (actor.role !== "admin" && current.userId !== actor.id)) return notFound("Order");
   const next = ORDER_TRANSITIONS[current.status];
   const allowed = next.length ? `it can only become ${next.join(" or ")}` : "its status can no longer change";
   return conflict(
