@@ -48,6 +48,9 @@ if (secret.length < 32 || !env.DATABASE_URL) {
 }
 const ttlSeconds = Number(env.SESSION_TTL_SECONDS ?? 604_800);
 const PLAIN = env.BASELINE_SQL === "plain";
+// postgres.js prepares tagged templates by default but never `unsafe` text unless asked: with
+// DATABASE_PREPARE=true every statement is prepared on its connection (as the service's are).
+const PREPARE_OPTS = { prepare: env.DATABASE_PREPARE === "true" };
 
 // The service's pool settings (src/db/client.ts), so both sides get the same connections.
 const sql = postgres(env.DATABASE_URL, {
@@ -190,7 +193,7 @@ async function authenticate(req: Request): Promise<Caller> {
     userId,
     toDbTime(now),
     1,
-  ]);
+  ], PREPARE_OPTS);
   if (!row || !digestsEqual(row.token_hash, await hashToken(token))) {
     throw new Failure("UNAUTHORIZED", "The session has ended: sign in again");
   }
@@ -236,7 +239,7 @@ async function login(input: unknown, clientAddress: string) {
   const addressKey = `ip:${clientAddress}`;
   const counters = await sql.unsafe<{ key: string; failures: number; window_started_at: string }[]>(THROTTLE_RESERVE, [
     emailKey, nowText, expires, addressKey, nowText, expires, floor, floor, floor,
-  ]);
+  ], PREPARE_OPTS);
   for (const c of counters) {
     if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
       const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
@@ -244,12 +247,12 @@ async function login(input: unknown, clientAddress: string) {
       throw new Failure("TOO_MANY_REQUESTS", `Too many failed sign-in attempts: try again in ${retry} seconds`, { retryAfterSeconds: retry }, { "retry-after": String(retry) });
     }
   }
-  let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
+  let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1], PREPARE_OPTS);
   const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
   if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey]);
+  await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey], PREPARE_OPTS);
   if (needsRehash(user.password_hash)) {
-    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
+    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id], PREPARE_OPTS);
     user = updated ?? user;
   }
   const sessionId = crypto.randomUUID();
@@ -263,7 +266,7 @@ async function login(input: unknown, clientAddress: string) {
     .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
     .setJti(crypto.randomUUID())
     .sign(secret);
-  await sql.unsafe(SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), nowText]);
+  await sql.unsafe(SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), nowText], PREPARE_OPTS);
   return {
     user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
     accessToken,
@@ -273,7 +276,7 @@ async function login(input: unknown, clientAddress: string) {
 
 /** The plainest correct sign-in: no throttle, no rehash check; the same answer for unknown emails. */
 async function plainLogin(email: string, password: string, now: Date) {
-  const [user] = await sql.unsafe<UserRow[]>(PLAIN_USER_BY_EMAIL, [email]);
+  const [user] = await sql.unsafe<UserRow[]>(PLAIN_USER_BY_EMAIL, [email], PREPARE_OPTS);
   const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
   if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   const sessionId = crypto.randomUUID();
@@ -287,7 +290,7 @@ async function plainLogin(email: string, password: string, now: Date) {
     .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
     .setJti(crypto.randomUUID())
     .sign(secret);
-  await sql.unsafe(PLAIN_SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), toDbTime(now)]);
+  await sql.unsafe(PLAIN_SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), toDbTime(now)], PREPARE_OPTS);
   return {
     user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
     accessToken,
@@ -360,7 +363,7 @@ async function listProducts(input: unknown) {
     inStock: i.inStock as boolean | undefined,
   };
   const { text, params } = listProductsStatement(q);
-  const rows = await sql.unsafe<ProductRow[]>(text, params);
+  const rows = await sql.unsafe<ProductRow[]>(text, params, PREPARE_OPTS);
   const more = rows.length > q.limit;
   const items = more ? rows.slice(0, q.limit) : rows;
   const last = items[items.length - 1];
@@ -371,7 +374,7 @@ async function listProducts(input: unknown) {
 async function productById(input: unknown) {
   if (!isObject(input)) throw bad("must be an object");
   const id = uuidField(input.id, "id");
-  const [row] = await sql.unsafe<ProductRow[]>(PRODUCT_BY_ID, [id, 1]);
+  const [row] = await sql.unsafe<ProductRow[]>(PRODUCT_BY_ID, [id, 1], PREPARE_OPTS);
   if (!row) throw new Failure("NOT_FOUND", "Product not found");
   return toProduct(row);
 }
@@ -419,14 +422,14 @@ async function plainOrder(lines: Line[], caller: Caller) {
   const orderId = crypto.randomUUID();
   try {
     return await sql.begin(async (tx) => {
-      const taken = await Promise.all(lines.map((l) => tx.unsafe<{ price: string }[]>(PLAIN_TAKE_STOCK, [l.quantity, l.productId])));
+      const taken = await Promise.all(lines.map((l) => tx.unsafe<{ price: string }[]>(PLAIN_TAKE_STOCK, [l.quantity, l.productId], PREPARE_OPTS)));
       if (taken.some((r) => r.length === 0)) throw new Miss();
       const cents = taken.reduce((sum, [r], n) => sum + toCents(r.price) * lines[n].quantity, 0);
       if (cents > MAX_CENTS) throw tooLarge();
       const total = fromCents(cents);
       const [[o], items] = await Promise.all([
-        tx.unsafe<{ created_at: string; updated_at: string }[]>(PLAIN_ORDER_INSERT, [orderId, caller.id, total]),
-        tx.unsafe<ItemRowText[]>(plainItemsInsert(lines.length), [orderId, ...lines.flatMap((l, n) => [l.productId, l.quantity, taken[n][0].price])]),
+        tx.unsafe<{ created_at: string; updated_at: string }[]>(PLAIN_ORDER_INSERT, [orderId, caller.id, total], PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(plainItemsInsert(lines.length), [orderId, ...lines.flatMap((l, n) => [l.productId, l.quantity, taken[n][0].price])], PREPARE_OPTS),
       ]);
       return {
         id: orderId,
@@ -440,7 +443,7 @@ async function plainOrder(lines: Line[], caller: Caller) {
     });
   } catch (error) {
     if (!(error instanceof Miss)) throw error;
-    const found = await sql.unsafe<{ id: string }[]>(PLAIN_PRODUCTS_EXIST, [`{${lines.map((l) => l.productId).join(",")}}`]);
+    const found = await sql.unsafe<{ id: string }[]>(PLAIN_PRODUCTS_EXIST, [`{${lines.map((l) => l.productId).join(",")}}`], PREPARE_OPTS);
     if (found.length < lines.length) throw new Failure("NOT_FOUND", "Product not found");
     throw shortStock(lines.map((l) => l.productId));
   }
@@ -452,14 +455,14 @@ async function sameOrder(lines: Line[], caller: Caller) {
     sql.begin(async (tx) => {
       let prices: string[] | undefined;
       if (lockFirst) {
-        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(orderLockProducts(lines.length), lines.map((l) => l.productId));
+        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(orderLockProducts(lines.length), lines.map((l) => l.productId), PREPARE_OPTS);
         const byId = new Map(rows.map((r) => [r.id, r]));
         if (lines.some((l) => !byId.has(l.productId))) throw new Failure("NOT_FOUND", "Product not found");
         const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
         if (short.length > 0) throw shortStock(short.map((l) => l.productId));
         prices = lines.map((l) => byId.get(l.productId)!.price);
       }
-      const take = () => lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity]));
+      const take = () => lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity], PREPARE_OPTS));
       let taken: Promise<unknown>[] = [];
       if (!prices) {
         const rows = await Promise.all(take());
@@ -471,8 +474,8 @@ async function sameOrder(lines: Line[], caller: Caller) {
       if (cents > MAX_CENTS) throw tooLarge();
       const orderId = crypto.randomUUID();
       const [[o], items] = await Promise.all([
-        tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)]),
-        tx.unsafe<ItemRowText[]>(orderItemsInsert(lines.length), lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]])),
+        tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(orderItemsInsert(lines.length), lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]), PREPARE_OPTS),
         ...taken,
       ]);
       return {

@@ -2,6 +2,7 @@ import { and, eq, gte, inArray, sql, type SQL } from "drizzle-orm";
 import type { Page } from "../lib/page";
 import * as v from "valibot";
 import { queryRows, type Database } from "../db/client";
+import { preparesOnServer, sendQuery } from "../db/prepared";
 import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import { orderIdempotencyKeys, orderItems, orders, products, type OrderStatus, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -186,7 +187,9 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
   if (lines.length === 0) throw badRequest("items must contain 1 to 100 entries");
   const key = input.idempotencyKey;
   const requestHash = key === undefined ? undefined : await hashRequest(lines);
-  const place = (lockFirst: boolean) => placeOrder(db, actor, lines, key === undefined ? undefined : { key, requestHash: requestHash! }, lockFirst);
+  const onServer = preparesOnServer(db);
+  const place = (lockFirst: boolean) =>
+    placeOrder(db, actor, lines, key === undefined ? undefined : { key, requestHash: requestHash! }, lockFirst, onServer);
   try {
     return await place(false).catch((error) => (error === RETRY_LOCKED ? place(true) : Promise.reject(error)));
   } catch (error) {
@@ -217,8 +220,10 @@ function placeOrder(
   lines: Line[],
   idempotency: { key: string; requestHash: string } | undefined,
   lockFirst: boolean,
+  onServer: boolean,
 ): Promise<Order> {
   return db.transaction(async (tx) => {
+    const send = <T>(query: Parameters<typeof sendQuery<T>>[0]) => sendQuery(query, onServer);
     let prices: string[] | undefined;
     if (lockFirst) {
       const rows = await tx
@@ -234,9 +239,9 @@ function placeOrder(
       prices = lines.map((l) => byId.get(l.productId)!.price);
     }
     // Locked first, the decrements cannot miss; they are pipelined with the inserts below.
-    const taken = lines.map((l) => takeStock(tx, l));
+    const taken = lines.map((l) => () => send(takeStock(tx, l)));
     if (!prices) {
-      const rows = await Promise.all(taken);
+      const rows = await Promise.all(taken.map((run) => run()));
       if (rows.some((r) => r.length === 0)) throw RETRY_LOCKED;
       prices = rows.map(([r]) => r.price);
     }
@@ -245,18 +250,22 @@ function placeOrder(
 
     const orderId = crypto.randomUUID();
     const [placed, items, claimed] = await Promise.all([
-      tx.insert(orders).values({ id: orderId, userId: actor.id, status: "pending", total: fromCents(cents) }).returning(),
-      tx
-        .insert(orderItems)
-        .values(lines.map((l, n) => ({ orderId, productId: l.productId, quantity: l.quantity, price: prices[n] })))
-        .returning(),
-      idempotency &&
+      send(tx.insert(orders).values({ id: orderId, userId: actor.id, status: "pending", total: fromCents(cents) }).returning()),
+      send(
         tx
-          .insert(orderIdempotencyKeys)
-          .values({ userId: actor.id, key: idempotency.key, requestHash: idempotency.requestHash, orderId })
-          .onConflictDoNothing()
-          .returning({ orderId: orderIdempotencyKeys.orderId }),
-      ...(lockFirst ? taken : []),
+          .insert(orderItems)
+          .values(lines.map((l, n) => ({ orderId, productId: l.productId, quantity: l.quantity, price: prices[n] })))
+          .returning(),
+      ),
+      idempotency &&
+        send(
+          tx
+            .insert(orderIdempotencyKeys)
+            .values({ userId: actor.id, key: idempotency.key, requestHash: idempotency.requestHash, orderId })
+            .onConflictDoNothing()
+            .returning({ orderId: orderIdempotencyKeys.orderId }),
+        ),
+      ...(lockFirst ? taken.map((run) => run()) : []),
     ]);
     if (claimed && claimed.length === 0) throw new Refusal("key taken");
     return orderOf(placed[0], items);

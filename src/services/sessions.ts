@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
+import { sessions } from "../db/schema";
 import { toDbTime } from "../lib/time";
 
 export const PRUNE_BATCH_SIZE = 5_000;
@@ -23,9 +24,9 @@ export async function pruneExpiredSessions(db: Database, now: Date, batchSize = 
   for (;;) {
     const rows = await queryRows<{ id: string }>(
       db,
-      sql`delete from sessions where id in (
-            select id from sessions where expires_at < ${cutoff} limit ${batchSize})
-          returning id`,
+      sql`delete from ${sessions} where ${sessions.id} in (
+            select ${sessions.id} from ${sessions} where ${sessions.expiresAt} < ${cutoff} limit ${batchSize})
+          returning ${sessions.id} as id`,
     );
     batches++;
     deleted += rows.length;
