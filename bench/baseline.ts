@@ -9,10 +9,13 @@
 //    what the service's SQL costs over the limit.
 //
 //   PORT=4001 DATABASE_URL=postgres://… JWT_SECRET=… [BASELINE_SQL=plain] bun bench/baseline.ts
-import postgres from "postgres";
+import postgres, { type ParameterOrJSON } from "postgres";
+import { PgDialect } from "drizzle-orm/pg-core";
+import { loginLookupStatement, sessionInsertStatement } from "../src/services/auth";
+import { forgiveAttemptCtes } from "../src/services/login-throttle";
 import { SignJWT, jwtVerify } from "jose";
 import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
-import { PASSWORD_PARAMS, needsRehash } from "../src/lib/password-policy";
+import { PASSWORD_PARAMS } from "../src/lib/password-policy";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
@@ -30,12 +33,7 @@ import {
   PLAIN_USER_BY_EMAIL,
   plainItemsInsert,
   PRODUCT_BY_ID,
-  SESSION_INSERT,
   SESSION_LOOKUP,
-  THROTTLE_FORGIVE,
-  THROTTLE_RESERVE,
-  USER_BY_EMAIL,
-  USER_REHASH,
   type ProductSort,
 } from "./baseline-sql";
 
@@ -231,30 +229,53 @@ async function login(input: unknown, clientAddress: string) {
   if (password.length < 8 || password.length > 128) throw bad("password must be 8 to 128 characters");
 
   const now = new Date();
-  const nowText = toDbTime(now);
-  const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_MS));
-  const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_MS));
   if (PLAIN) return plainLogin(email, password, now);
-  const emailKey = `email:${email}`;
-  const addressKey = `ip:${clientAddress}`;
-  const counters = await sql.unsafe<{ key: string; failures: number; window_started_at: string }[]>(THROTTLE_RESERVE, [
-    emailKey, nowText, expires, addressKey, nowText, expires, floor, floor, floor,
-  ], PREPARE_OPTS);
-  for (const c of counters) {
+  return sameLogin(email, password, now, clientAddress);
+}
+
+// The service's two login statements (src/services/auth.ts), rendered by Drizzle once at start-up
+// with stand-in values; each request binds its own values in their places.
+const DUMMY = { email: "dummy@bench.invalid", address: "dummy-address", now: new Date("2000-01-01T00:00:00Z") };
+const dialect = new PgDialect();
+const LOGIN_LOOKUP = dialect.sqlToQuery(loginLookupStatement(DUMMY.email, DUMMY.address, DUMMY.now));
+const DUMMY_ROW = { id: "dummy-id", userId: "dummy-user", tokenHash: "dummy-hash", expiresAt: "dummy-expires", createdAt: "dummy-created" };
+const SESSION_WITH_FORGIVE = dialect.sqlToQuery(sessionInsertStatement(DUMMY_ROW, forgiveAttemptCtes(DUMMY.email, DUMMY.address)));
+function rebind(params: unknown[], values: Map<unknown, unknown>): ParameterOrJSON<never>[] {
+  return params.map((p) => (values.has(p) ? values.get(p) : p)) as ParameterOrJSON<never>[];
+}
+const windowTimes = (now: Date) => ({
+  now: toDbTime(now),
+  floor: toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_MS)),
+  expires: toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_MS)),
+});
+
+async function sameLogin(email: string, password: string, now: Date, clientAddress: string) {
+  const d = windowTimes(DUMMY.now);
+  const r = windowTimes(now);
+  const values = new Map<unknown, unknown>([
+    [`email:${DUMMY.email}`, `email:${email}`],
+    [`ip:${DUMMY.address}`, `ip:${clientAddress}`],
+    [DUMMY.email, email],
+    [d.now, r.now],
+    [d.floor, r.floor],
+    [d.expires, r.expires],
+  ]);
+  const rows = await sql.unsafe<{ key: string; failures: number; window_started_at: string; id: string | null; email: string; passwordHash: string; role: string; createdAt: string; updatedAt: string }[]>(
+    LOGIN_LOOKUP.sql,
+    rebind(LOGIN_LOOKUP.params, values),
+    PREPARE_OPTS,
+  );
+  for (const c of rows) {
     if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
       const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
       const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
       throw new Failure("TOO_MANY_REQUESTS", `Too many failed sign-in attempts: try again in ${retry} seconds`, { retryAfterSeconds: retry }, { "retry-after": String(retry) });
     }
   }
-  let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1], PREPARE_OPTS);
-  const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
-  if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey], PREPARE_OPTS);
-  if (needsRehash(user.password_hash)) {
-    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id], PREPARE_OPTS);
-    user = updated ?? user;
-  }
+  const found = rows.find((x) => x.key === `email:${email}` && x.id !== null);
+  const good = await verifyPassword(found?.passwordHash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
+  if (!found || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
+  const user = found as typeof found & { id: string };
   const sessionId = crypto.randomUUID();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
@@ -266,9 +287,14 @@ async function login(input: unknown, clientAddress: string) {
     .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
     .setJti(crypto.randomUUID())
     .sign(secret);
-  await sql.unsafe(SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), nowText], PREPARE_OPTS);
+  values.set(DUMMY_ROW.id, sessionId);
+  values.set(DUMMY_ROW.userId, user.id);
+  values.set(DUMMY_ROW.tokenHash, await hashToken(accessToken));
+  values.set(DUMMY_ROW.expiresAt, toDbTime(expiresAt));
+  values.set(DUMMY_ROW.createdAt, r.now);
+  await sql.unsafe(SESSION_WITH_FORGIVE.sql, rebind(SESSION_WITH_FORGIVE.params, values), PREPARE_OPTS);
   return {
-    user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
+    user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.createdAt), updatedAt: toIso(user.updatedAt) },
     accessToken,
     expiresAt: expiresAt.toISOString(),
   };

@@ -68,11 +68,7 @@ async function issueSession(db: Database, deps: AuthDeps, user: UserRow, along?:
   const accessToken = await signAccessToken(deps.tokens, { userId: user.id, sessionId, issuedAt: deps.now, expiresAt });
   const row = { id: sessionId, userId: user.id, tokenHash: await hashToken(accessToken), expiresAt: toDbTime(expiresAt), createdAt: toDbTime(deps.now) };
   if (along) {
-    const s = sessions;
-    await db.execute(
-      sql`with ${along} insert into ${s} (${sql.identifier(s.id.name)}, ${sql.identifier(s.userId.name)}, ${sql.identifier(s.tokenHash.name)}, ${sql.identifier(s.expiresAt.name)}, ${sql.identifier(s.createdAt.name)})
-          values (${row.id}, ${row.userId}, ${row.tokenHash}, ${row.expiresAt}, ${row.createdAt})`,
-    );
+    await db.execute(sessionInsertStatement(row, along));
   } else {
     await db.insert(sessions).values(row);
   }
@@ -103,6 +99,21 @@ const userColumns = sql.join(
 
 type UserRow = typeof users.$inferSelect;
 
+/** Counts the attempt and reads the account (bench/baseline.ts renders it too). */
+export function loginLookupStatement(email: string, address: string, now: Date): SQL {
+  return sql`with counted as (${reserveAttemptCte(email, address, now)})
+        select counted.*, account.*
+          from counted left join (select ${userColumns} from ${users} where ${users.email} = ${email} limit 1) account
+            on counted.key = ${emailKey(email)}`;
+}
+
+/** The session row, with CTEs sent in the same statement (bench/baseline.ts renders it too). */
+export function sessionInsertStatement(row: typeof sessions.$inferInsert, along: SQL): SQL {
+  const s = sessions;
+  return sql`with ${along} insert into ${s} (${sql.identifier(s.id.name)}, ${sql.identifier(s.userId.name)}, ${sql.identifier(s.tokenHash.name)}, ${sql.identifier(s.expiresAt.name)}, ${sql.identifier(s.createdAt.name)})
+          values (${row.id}, ${row.userId}, ${row.tokenHash}, ${row.expiresAt}, ${row.createdAt})`;
+}
+
 /**
  * Two statements around the hash: (1) count the attempt (the throttle, shared by every
  * instance) and read the account, (2) forgive the attempt and insert the session. An unknown
@@ -117,10 +128,7 @@ export async function login(
   const key = emailKey(input.email);
   const rows = await queryRows<CounterRow & { [K in keyof UserRow]: UserRow[K] | null }>(
     db,
-    sql`with counted as (${reserveAttemptCte(input.email, deps.clientAddress, deps.now)})
-        select counted.*, account.*
-          from counted left join (select ${userColumns} from ${users} where ${users.email} = ${input.email} limit 1) account
-            on counted.key = ${key}`,
+    loginLookupStatement(input.email, deps.clientAddress, deps.now),
   );
   refuseIfThrottled(rows, deps.now);
   const found = rows.find((r) => r.key === key);
