@@ -81,13 +81,51 @@ export function listProductsStatement(q: ListQuery): { text: string; params: (st
 /** The largest total numeric(10,2) holds. */
 export const MAX_TOTAL = "99999999.99";
 
+// --- orders.create (createOrder) -----------------------------------------------------------------
+// One transaction, pipelined: a guarded decrement per line in product-id order, then the order
+// and its items. Parameters as Drizzle binds them (the quantity twice, as $1 and $3).
+
+/** One line's stock decrement; matches only while the stock covers it. [$1 quantity, $2 product id, $3 quantity] */
+export const ORDER_TAKE_STOCK = `update "products" set "stock" = "products"."stock" - $1, "updated_at" = (now() at time zone 'utc') where ("products"."id" = $2 and "products"."stock" >= $3) returning "price"`;
+
+/** [$1 order id, $2 user id, $3 'pending', $4 total] */
+export const ORDER_INSERT = `insert into "orders" ("id", "user_id", "status", "total", "created_at", "updated_at") values ($1, $2, $3, $4, default, default) returning "id", "user_id", "status", "total", "created_at", "updated_at"`;
+
+/** One multi-row INSERT for `n` items: [order id, product id, quantity, price] per item. */
+export function orderItemsInsert(n: number): string {
+  const rows = Array.from({ length: n }, (_, i) => `(default, $${4 * i + 1}, $${4 * i + 2}, $${4 * i + 3}, $${4 * i + 4})`);
+  return `insert into "order_items" ("id", "order_id", "product_id", "quantity", "price") values ${rows.join(", ")} returning "id", "order_id", "product_id", "quantity", "price"`;
+}
+
+/** After a missed decrement (the service then decides again on locked rows). */
+export function orderLockProducts(n: number): string {
+  const ids = Array.from({ length: n }, (_, i) => `$${i + 1}`);
+  return `select "id", "price", "stock" from "products" where "products"."id" in (${ids.join(", ")}) order by "products"."id" for update`;
+}
+
+// --- the plainest correct SQL (BASELINE_SQL=plain): the limit the service is measured against ---
+
+/** Per line, in product-id order. [$1 quantity, $2 product id] */
+export const PLAIN_TAKE_STOCK = `update products set stock = stock - $1, updated_at = (now() at time zone 'utc') where id = $2 and stock >= $1 returning price`;
+/** [$1 order id, $2 user id, $3 total] */
+export const PLAIN_ORDER_INSERT = `insert into orders (id, user_id, status, total) values ($1, $2, 'pending', $3) returning created_at, updated_at`;
+export function plainItemsInsert(n: number): string {
+  const rows = Array.from({ length: n }, (_, i) => `($1, $${3 * i + 2}, $${3 * i + 3}, $${3 * i + 4})`);
+  return `insert into order_items (order_id, product_id, quantity, price) values ${rows.join(", ")} returning id, product_id, quantity, price`;
+}
+/** After a missed decrement and the rollback: which of the lines exist. */
+export const PLAIN_PRODUCTS_EXIST = `select id from products where id = any($1::uuid[])`;
+/** auth.login, plain: the user, then (after argon2) the session. */
+export const PLAIN_USER_BY_EMAIL = `select id, email, password_hash, role, created_at, updated_at from users where email = $1`;
+export const PLAIN_SESSION_INSERT = `insert into sessions (id, user_id, token_hash, expires_at, created_at) values ($1, $2, $3, $4, $5)`;
+
 /**
- * orders.create without an idempotency key (createOrder): one statement that locks the products
- * in id order, decides, and only then writes stock, the order and its items.
+ * The single-statement CTE orders.create sent before (kept for pgbench's comparison of the two
+ * shapes, not sent by any server any more).
  * Parameters: $1 uuid[] literal, $2 int[] literal, $3 line count, $4 max total, $5 order id,
  * $6 user id, $7 max total.
  */
-export const ORDER_CREATE = `
+export const ORDER_CTE = `
     with input as (
       select * from unnest($1::uuid[],
                            $2::int[]) as t(product_id, quantity)
@@ -134,7 +172,7 @@ export const ORDER_CREATE = `
               from ord) as "order"
       from verdict v`;
 
-export function orderCreateParams(
+export function orderCteParams(
   lines: { productId: string; quantity: number }[],
   orderId: string,
   userId: string,

@@ -1,11 +1,16 @@
-// The raw baseline: a bare Bun.serve handler with postgres.js (no Hono, tRPC, Drizzle or valibot)
+// The raw baselines: a bare Bun.serve handler with postgres.js (no Hono, tRPC, Drizzle or valibot)
 // that answers the benchmarked procedures in tRPC's wire format (`{"result":{"data":…}}`, batching
-// off) and does the same work as the service: the same input checks, the same token verification
-// (jose, pinned algorithm and claims) and session-row lookup, the same SQL (bench/baseline-sql.ts).
-// What it leaves out is the framework, which is what the benchmark's ratio measures.
+// off) with the same input checks and the same token verification (jose, pinned algorithm and
+// claims) and session-row lookup as the service. Two flavours (BASELINE_SQL):
+//  - `same` (default): the service's own SQL (bench/baseline-sql.ts), so the ratio measures the
+//    framework alone;
+//  - `plain`: the plainest correct SQL for each procedure (login: user lookup, argon2 verify,
+//    session insert; orders: guarded decrements, the order, its items), so the ratio also shows
+//    what the service's SQL costs over the limit.
 //
-//   PORT=4001 DATABASE_URL=postgres://… JWT_SECRET=… bun bench/baseline.ts
-import postgres from "postgres";
+//   PORT=4001 DATABASE_URL=postgres://… JWT_SECRET=… [BASELINE_SQL=plain] bun bench/baseline.ts
+import postgres, { type ParameterOrJSON } from "postgres";
+import { PgDialect } from "drizzle-orm/pg-core";
 import { SignJWT, jwtVerify } from "jose";
 import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
 import { PASSWORD_PARAMS, needsRehash } from "../src/lib/password-policy";
@@ -13,11 +18,16 @@ import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
 import {
-  listProductsStatement,
-  ORDER_CREATE,
-  orderCreateParams,
-  PRODUCT_BY_ID,
   AUDIT_INSERT,
+  MAX_TOTAL,
+  ORDER_INSERT,
+  ORDER_TAKE_STOCK,
+  PLAIN_ORDER_INSERT,
+  PLAIN_PRODUCTS_EXIST,
+  PLAIN_SESSION_INSERT,
+  PLAIN_TAKE_STOCK,
+  PLAIN_USER_BY_EMAIL,
+  PRODUCT_BY_ID,
   SESSION_CHAIN_INSERT,
   SESSION_INSERT,
   SESSION_LOOKUP,
@@ -25,6 +35,10 @@ import {
   THROTTLE_RESERVE,
   USER_BY_EMAIL,
   USER_REHASH,
+  listProductsStatement,
+  orderItemsInsert,
+  orderLockProducts,
+  plainItemsInsert,
   type ProductSort,
 } from "./baseline-sql";
 
@@ -36,6 +50,10 @@ if (secret.length < 32 || !env.DATABASE_URL) {
   process.exit(1);
 }
 const ttlSeconds = Number(env.SESSION_TTL_SECONDS ?? 604_800);
+const PLAIN = env.BASELINE_SQL === "plain";
+// postgres.js prepares tagged templates by default but never `unsafe` text unless asked: with
+// DATABASE_PREPARE=true every statement is prepared on its connection (as the service's are).
+const PREPARE_OPTS = { prepare: env.DATABASE_PREPARE === "true" };
 
 // The service's pool settings (src/db/client.ts), so both sides get the same connections.
 const sql = postgres(env.DATABASE_URL, {
@@ -178,7 +196,7 @@ async function authenticate(req: Request): Promise<Caller> {
     userId,
     toDbTime(now),
     1,
-  ]);
+  ], PREPARE_OPTS);
   if (!row || row.disabled === true || !digestsEqual(row.token_hash, await hashToken(token))) {
     throw new Failure("UNAUTHORIZED", "The session has ended: sign in again");
   }
@@ -218,6 +236,13 @@ async function login(input: unknown, clientAddress: string, requestId: string) {
   if (password.length < 8 || password.length > 128) throw bad("password must be 8 to 128 characters");
 
   const now = new Date();
+  if (PLAIN) return plainLogin(email, password, now);
+  return sameLogin(email, password, now, clientAddress, requestId);
+}
+
+// The service's login statements (src/services/auth.ts): throttle reserve, the account with its
+// flags, forgive, and the session with its audit event and chain in one transaction.
+async function sameLogin(email: string, password: string, now: Date, clientAddress: string, requestId: string) {
   const nowText = toDbTime(now);
   const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_MS));
   const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_MS));
@@ -270,6 +295,30 @@ async function login(input: unknown, clientAddress: string, requestId: string) {
       createdAt: toIso(user.created_at),
       updatedAt: toIso(user.updated_at),
     },
+    accessToken,
+    expiresAt: expiresAt.toISOString(),
+  };
+}
+
+/** The plainest correct sign-in: no throttle, no rehash check; the same answer for unknown emails. */
+async function plainLogin(email: string, password: string, now: Date) {
+  const [user] = await sql.unsafe<UserRow[]>(PLAIN_USER_BY_EMAIL, [email], PREPARE_OPTS);
+  const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
+  if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
+  const sessionId = crypto.randomUUID();
+  const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
+  const accessToken = await new SignJWT({ sid: sessionId })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience(TOKEN_AUDIENCE)
+    .setSubject(user.id)
+    .setIssuedAt(Math.floor(now.getTime() / 1000))
+    .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+    .setJti(crypto.randomUUID())
+    .sign(secret);
+  await sql.unsafe(PLAIN_SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), toDbTime(now)], PREPARE_OPTS);
+  return {
+    user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
     accessToken,
     expiresAt: expiresAt.toISOString(),
   };
@@ -340,7 +389,7 @@ async function listProducts(input: unknown) {
     inStock: i.inStock as boolean | undefined,
   };
   const { text, params } = listProductsStatement(q);
-  const rows = await sql.unsafe<ProductRow[]>(text, params);
+  const rows = await sql.unsafe<ProductRow[]>(text, params, PREPARE_OPTS);
   const more = rows.length > q.limit;
   const items = more ? rows.slice(0, q.limit) : rows;
   const last = items[items.length - 1];
@@ -351,7 +400,7 @@ async function listProducts(input: unknown) {
 async function productById(input: unknown) {
   if (!isObject(input)) throw bad("must be an object");
   const id = uuidField(input.id, "id");
-  const [row] = await sql.unsafe<ProductRow[]>(PRODUCT_BY_ID, [id, 1]);
+  const [row] = await sql.unsafe<ProductRow[]>(PRODUCT_BY_ID, [id, 1], PREPARE_OPTS);
   if (!row) throw new Failure("NOT_FOUND", "Product not found");
   return toProduct(row);
 }
@@ -376,36 +425,101 @@ async function createOrder(input: unknown, caller: Caller) {
   const lines = [...merged]
     .map(([productId, quantity]) => ({ productId, quantity }))
     .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0));
-  let row: { found: number; ok: boolean; total: string | null; short_ids: string[] | null; order: unknown } | undefined;
-  const params = orderCreateParams(lines, crypto.randomUUID(), caller.id);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      [row] = await sql.unsafe(ORDER_CREATE, params);
-      break;
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === "22003") throw bad("The order total would be above 99999999.99: order fewer items");
-      // Like the service: the stock CHECK refused a write decided on an older snapshot; decide again.
-      if (code === "23514" && attempt < 5) continue;
-      if (code === "23514") throw new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: lines.map((l) => l.productId) });
-      throw error;
-    }
+  return PLAIN ? plainOrder(lines, caller) : sameOrder(lines, caller);
+}
+
+type Line = { productId: string; quantity: number };
+const toCents = (money: string) => {
+  const [whole, fraction = ""] = money.split(".");
+  return Number(whole) * 100 + Number(fraction.padEnd(2, "0").slice(0, 2));
+};
+const fromCents = (cents: number) => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, "0")}`;
+const MAX_CENTS = toCents(MAX_TOTAL);
+const tooLarge = () => new Failure("BAD_REQUEST", "The order total would be above 99999999.99: order fewer items");
+const shortStock = (ids: string[]) => new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: [...ids].sort() });
+class Miss {}
+
+interface OrderRowText { id: string; user_id: string; status: string; total: string; created_at: string; updated_at: string }
+interface ItemRowText { id: string; product_id: string; quantity: number; price: string }
+const byProduct = (a: { productId: string }, b: { productId: string }) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0);
+
+/** The plainest correct order: guarded decrements in id order, the order, its items; all pipelined. */
+async function plainOrder(lines: Line[], caller: Caller) {
+  const orderId = crypto.randomUUID();
+  try {
+    return await sql.begin(async (tx) => {
+      const taken = await Promise.all(lines.map((l) => tx.unsafe<{ price: string }[]>(PLAIN_TAKE_STOCK, [l.quantity, l.productId], PREPARE_OPTS)));
+      if (taken.some((r) => r.length === 0)) throw new Miss();
+      const cents = taken.reduce((sum, [r], n) => sum + toCents(r.price) * lines[n].quantity, 0);
+      if (cents > MAX_CENTS) throw tooLarge();
+      const total = fromCents(cents);
+      const [[o], items] = await Promise.all([
+        tx.unsafe<{ created_at: string; updated_at: string }[]>(PLAIN_ORDER_INSERT, [orderId, caller.id, total], PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(plainItemsInsert(lines.length), [orderId, ...lines.flatMap((l, n) => [l.productId, l.quantity, taken[n][0].price])], PREPARE_OPTS),
+      ]);
+      return {
+        id: orderId,
+        userId: caller.id,
+        status: "pending",
+        total,
+        createdAt: toIso(o.created_at),
+        updatedAt: toIso(o.updated_at),
+        items: items.map((i) => ({ id: i.id, productId: i.product_id, quantity: i.quantity, price: i.price })).sort(byProduct),
+      };
+    });
+  } catch (error) {
+    if (!(error instanceof Miss)) throw error;
+    const found = await sql.unsafe<{ id: string }[]>(PLAIN_PRODUCTS_EXIST, [`{${lines.map((l) => l.productId).join(",")}}`], PREPARE_OPTS);
+    if (found.length < lines.length) throw new Failure("NOT_FOUND", "Product not found");
+    throw shortStock(lines.map((l) => l.productId));
   }
-  if (!row) throw new Error("no verdict row");
-  if (row.order != null) {
-    const o = (typeof row.order === "string" ? JSON.parse(row.order) : row.order) as Record<string, unknown> & {
-      createdAt: string;
-      updatedAt: string;
-      items: unknown[] | null;
-    };
-    return { ...o, createdAt: toIso(o.createdAt), updatedAt: toIso(o.updatedAt), items: o.items ?? [] };
+}
+
+/** The service's statements (src/services/orders.ts createOrder, without an idempotency key). */
+async function sameOrder(lines: Line[], caller: Caller) {
+  const attempt = (lockFirst: boolean) =>
+    sql.begin(async (tx) => {
+      let prices: string[] | undefined;
+      if (lockFirst) {
+        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(orderLockProducts(lines.length), lines.map((l) => l.productId), PREPARE_OPTS);
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        if (lines.some((l) => !byId.has(l.productId))) throw new Failure("NOT_FOUND", "Product not found");
+        const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
+        if (short.length > 0) throw shortStock(short.map((l) => l.productId));
+        prices = lines.map((l) => byId.get(l.productId)!.price);
+      }
+      const take = () => lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity], PREPARE_OPTS));
+      let taken: Promise<unknown>[] = [];
+      if (!prices) {
+        const rows = await Promise.all(take());
+        if (rows.some((r) => r.length === 0)) throw new Miss();
+        prices = rows.map(([r]) => r.price);
+      } else taken = take();
+      const p = prices;
+      const cents = p.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
+      if (cents > MAX_CENTS) throw tooLarge();
+      const orderId = crypto.randomUUID();
+      const [[o], items] = await Promise.all([
+        tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(orderItemsInsert(lines.length), lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]), PREPARE_OPTS),
+        ...taken,
+      ]);
+      return {
+        id: o.id,
+        userId: o.user_id,
+        status: o.status,
+        total: o.total,
+        createdAt: toIso(o.created_at),
+        updatedAt: toIso(o.updated_at),
+        items: items.map((i) => ({ id: i.id, productId: i.product_id, quantity: i.quantity, price: i.price })).sort(byProduct),
+      };
+    });
+  try {
+    return await attempt(false);
+  } catch (error) {
+    if (error instanceof Miss) return attempt(true);
+    throw error;
   }
-  if (row.found < lines.length) throw new Failure("NOT_FOUND", "Product not found");
-  if (!row.ok) {
-    const ids = typeof row.short_ids === "string" ? JSON.parse(row.short_ids) : row.short_ids;
-    throw new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: ids ?? [] });
-  }
-  throw bad("The order total would be above 99999999.99: order fewer items");
 }
 
 // --- routing ------------------------------------------------------------------------------------
@@ -429,9 +543,7 @@ const server = Bun.serve({
         }
         case "auth.login":
           if (req.method !== "POST") throw new Failure("BAD_REQUEST", "Queries use GET and mutations use POST");
-          return ok(
-            await login(await bodyInput(req), srv.requestIP(req)?.address ?? "unknown", req.headers.get("x-request-id") ?? crypto.randomUUID()),
-          );
+          return ok(await login(await bodyInput(req), srv.requestIP(req)?.address ?? "unknown", req.headers.get("x-request-id") ?? crypto.randomUUID()));
       }
     } catch (error) {
       return fail(error, path);

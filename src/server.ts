@@ -3,7 +3,7 @@
 import { createApp } from "./app";
 import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { parseEnvOrExit } from "./env";
-import { createLogger, describeError } from "./lib/logger";
+import { createBufferedWriter, createLogger, describeError } from "./lib/logger";
 import { createDeps } from "./deps";
 import { startScheduler } from "./jobs/scheduler";
 import { serveJobsThroughLock } from "./jobs/remote";
@@ -18,7 +18,8 @@ import { standaloneScriptFromNodeModules } from "./reference";
 
 async function main() {
   const env = parseEnvOrExit(process.env);
-  const logger = createLogger(env.LOG_LEVEL);
+  // One line per request; written off the request path (see createBufferedWriter).
+  const logger = createLogger(env.LOG_LEVEL, createBufferedWriter().write);
   const observability = createObservability(env, {
     logger,
     poolMax: env.DATABASE_URL ? env.DATABASE_POOL_MAX : 1,

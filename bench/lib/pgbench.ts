@@ -1,68 +1,132 @@
-// pgbench with custom scripts built from the baseline's statement texts, so the third column of
-// every table runs the same SQL as the service and the baseline, with no HTTP and no JS at all.
-// Each bound parameter becomes an expression: constants stay constants, and the ids a client
-// would send are drawn at random through two small key tables (bench_products, bench_sessions,
-// filled by the harness), an index probe inside the same statement, not an extra round trip.
+// pgbench with custom scripts built from the statement texts of bench/baseline-sql.ts, so the
+// pgbench column runs the service's statements with no HTTP and no JS at all. Every parameter
+// the service binds is bound here too (pgbench sends `:name` variables as parameters with
+// -M extended/prepared), with the same text forms: uuid[] and int[] literals for the old CTE,
+// one uuid and one integer per decrement for the plain transaction. The values are fixed per
+// script variant (-D variables; pgbench picks one of the variant files at random per
+// transaction), so no statement carries a subquery the service does not send. The one
+// exception: a fresh order id, which pgbench cannot make as text, is `gen_random_uuid()` in the
+// order INSERT (and the items take it back with \gset, as a parameter).
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { listProductsStatement, MAX_TOTAL, ORDER_CREATE, PRODUCT_BY_ID, SESSION_LOOKUP } from "../baseline-sql";
+import {
+  listProductsStatement,
+  MAX_TOTAL,
+  ORDER_CTE,
+  ORDER_INSERT,
+  ORDER_TAKE_STOCK,
+  orderItemsInsert,
+  PRODUCT_BY_ID,
+  SESSION_LOOKUP,
+} from "../baseline-sql";
 import { runCommand } from "./proc";
 
-
-/** Replaces $1…$n by the given SQL expressions. */
+/** Replaces $1…$n by pgbench variables (`:name`) or, where stated, an SQL expression. */
 function bind(text: string, exprs: Record<number, string>): string {
   return text.replace(/\$(\d+)/g, (_, n: string) => {
     const e = exprs[Number(n)];
-    if (e === undefined) throw new Error(`no expression for $${n}`);
+    if (e === undefined) throw new Error(`no binding for $${n}`);
     return e;
   });
 }
 
 const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
 
-const sessionLookup = bind(SESSION_LOOKUP, {
-  1: "(select session_id from bench_sessions where n = :s)",
-  2: "(select user_id from bench_sessions where n = :s)",
-  3: "(now() at time zone 'utc')",
-  4: "1",
-});
+export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte";
 
-export type PgbenchScript = "session" | "list" | "byId" | "order";
+export interface PgbenchData {
+  sessions: { sessionId: string; userId: string }[];
+  products: { id: string; price: string }[];
+  /** The `now` the service binds into the session lookup (any time before the sessions expire). */
+  now: string;
+}
 
-export function pgbenchScript(kind: PgbenchScript): string {
-  switch (kind) {
-    case "session":
-      return `\\set s random(1, :nsessions)\n${oneLine(sessionLookup)};\n`;
-    case "list":
-      return `${oneLine(bind(listProductsStatement({ sort: "newest", limit: 20 }).text, { 1: "21" }))};\n`;
-    case "byId":
-      return `\\set p random(1, :nproducts)\n${oneLine(bind(PRODUCT_BY_ID, { 1: "(select id from bench_products where n = :p)", 2: "1" }))};\n`;
-    case "order": {
-      // 1 to 3 distinct lines (a repeated draw collapses, like the service merges lines), quantity 1 to 3.
-      const picked = "(:a, :b, :c)";
-      const order = bind(ORDER_CREATE, {
-        1: `(select array_agg(id order by id) from bench_products where n in ${picked})`,
-        2: `(select array_agg(:q::int) from bench_products where n in ${picked})`,
-        3: `(select count(*) from bench_products where n in ${picked})`,
-        4: `'${MAX_TOTAL}'`,
-        5: "gen_random_uuid()",
-        6: "(select user_id from bench_sessions where n = :s)",
-        7: `'${MAX_TOTAL}'`,
-      });
-      return [
-        "\\set s random(1, :nsessions)",
-        "\\set lines random(1, 3)",
-        "\\set q random(1, 3)",
-        "\\set a random(1, :nproducts)",
-        "\\set b case when :lines >= 2 then random(1, :nproducts) else :a end",
-        "\\set c case when :lines >= 3 then random(1, :nproducts) else :a end",
-        // What the service sends per order: the session check, then the one order statement.
-        `${oneLine(sessionLookup)};`,
-        `${oneLine(order)};`,
-        "",
-      ].join("\n");
+const VARIANTS = 64;
+
+/** A small seeded generator, so every run draws the same orders. */
+function seeded(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const toCents = (money: string) => {
+  const [w, f = ""] = money.split(".");
+  return Number(w) * 100 + Number(f.padEnd(2, "0").slice(0, 2));
+};
+const fromCents = (c: number) => `${Math.floor(c / 100)}.${String(c % 100).padStart(2, "0")}`;
+
+/** The variant scripts of one kind and the -D variables they use. */
+export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { scripts: string[]; vars: Record<string, string> } {
+  const vars: Record<string, string> = { now: data.now, one: "1", pending: "pending", maxtotal: MAX_TOTAL };
+  const scripts: string[] = [];
+  const random = seeded(19);
+  const session = (k: number) => {
+    const s = data.sessions[k % data.sessions.length];
+    vars[`s${k}`] = s.sessionId;
+    vars[`u${k}`] = s.userId;
+    return `${oneLine(bind(SESSION_LOOKUP, { 1: `:s${k}`, 2: `:u${k}`, 3: ":now", 4: ":one" }))};`;
+  };
+  /** 1 to 3 distinct products in id order, quantity 1 to 3 (what bench/wrk/create.lua sends). */
+  const drawLines = () => {
+    const n = 1 + Math.floor(random() * 3);
+    const picked = new Map<string, { id: string; price: string; quantity: number }>();
+    while (picked.size < Math.min(n, data.products.length)) {
+      const p = data.products[Math.floor(random() * data.products.length)];
+      picked.set(p.id, { ...p, quantity: 1 + Math.floor(random() * 3) });
+    }
+    return [...picked.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  };
+  for (let k = 0; k < VARIANTS; k++) {
+    switch (kind) {
+      case "session":
+        scripts.push(`${session(k)}\n`);
+        break;
+      case "list":
+        vars.limit = "21";
+        scripts.push(`${oneLine(bind(listProductsStatement({ sort: "newest", limit: 20 }).text, { 1: ":limit" }))};\n`);
+        break;
+      case "byId":
+        vars[`p${k}`] = data.products[Math.floor(random() * data.products.length)].id;
+        scripts.push(`${oneLine(bind(PRODUCT_BY_ID, { 1: `:p${k}`, 2: ":one" }))};\n`);
+        break;
+      case "order": {
+        // What the service sends per order: the session lookup, then one transaction.
+        const lines = drawLines();
+        const out = [session(k), "begin;"];
+        lines.forEach((l, i) => {
+          vars[`p${k}_${i}`] = l.id;
+          vars[`q${k}_${i}`] = String(l.quantity);
+          vars[`c${k}_${i}`] = l.price;
+          out.push(`${bind(ORDER_TAKE_STOCK, { 1: `:q${k}_${i}`, 2: `:p${k}_${i}`, 3: `:q${k}_${i}` })};`);
+        });
+        vars[`t${k}`] = fromCents(lines.reduce((sum, l) => sum + toCents(l.price) * l.quantity, 0));
+        out.push(`${bind(ORDER_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: ":pending", 4: `:t${k}` })}`, "\\gset o_");
+        out.push(
+          `${bind(orderItemsInsert(lines.length), Object.fromEntries(lines.flatMap((_, i) => [[4 * i + 1, ":o_id"], [4 * i + 2, `:p${k}_${i}`], [4 * i + 3, `:q${k}_${i}`], [4 * i + 4, `:c${k}_${i}`]])))};`,
+        );
+        out.push("commit;", "");
+        scripts.push(out.join("\n"));
+        break;
+      }
+      case "order-cte": {
+        // The single statement orders.create sent before, with its literal-array parameters.
+        const lines = drawLines();
+        vars[`ids${k}`] = `{${lines.map((l) => l.id).join(",")}}`;
+        vars[`qs${k}`] = `{${lines.map((l) => l.quantity).join(",")}}`;
+        vars[`n${k}`] = String(lines.length);
+        const order = bind(ORDER_CTE, { 1: `:ids${k}`, 2: `:qs${k}`, 3: `:n${k}`, 4: ":maxtotal", 5: "gen_random_uuid()", 6: `:u${k}`, 7: ":maxtotal" });
+        scripts.push([session(k), `${oneLine(order)};`, ""].join("\n"));
+        break;
+      }
     }
   }
+  return { scripts, vars };
 }
 
 export interface PgbenchResult {
@@ -78,35 +142,39 @@ export async function runPgbench(opts: {
   clients: number;
   threads: number;
   seconds: number;
-  vars: Record<string, number>;
+  data: PgbenchData;
   dir: string;
   mode?: "simple" | "extended" | "prepared";
-}): Promise<PgbenchResult & { script: string }> {
-  const script = pgbenchScript(opts.kind);
-  const file = join(opts.dir, `pgbench-${opts.kind}.sql`);
-  writeFileSync(file, script);
+}): Promise<PgbenchResult & { script: string; mode: string }> {
+  const { scripts, vars } = pgbenchScripts(opts.kind, opts.data);
+  const files = scripts.map((script, k) => {
+    const file = join(opts.dir, `pgbench-${opts.kind}-${k}.sql`);
+    writeFileSync(file, script);
+    return file;
+  });
   const bin = Bun.which("pgbench") ?? "/usr/lib/postgresql/15/bin/pgbench";
+  const mode = opts.mode ?? "extended";
   const cmd = [
     bin,
     "-n",
     `-c${opts.clients}`,
     `-j${Math.min(opts.threads, opts.clients)}`,
     `-T${opts.seconds}`,
-    `-M${opts.mode ?? "extended"}`,
-    "-f",
-    file,
-    ...Object.entries(opts.vars).flatMap(([k, v]) => ["-D", `${k}=${v}`]),
+    `-M${mode}`,
+    ...files.flatMap((f) => ["-f", f]),
+    ...Object.entries(vars).flatMap(([k, v]) => ["-D", `${k}=${v}`]),
     opts.url,
   ];
   const r = await runCommand(cmd);
   const num = (re: RegExp) => Number(re.exec(r.stdout)?.[1] ?? NaN);
   const tps = num(/tps = ([\d.]+) \(without initial connection time\)/);
-  if (r.code !== 0 || Number.isNaN(tps)) throw new Error(`pgbench failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  if (r.code !== 0 || Number.isNaN(tps)) throw new Error(`pgbench failed (exit ${r.code}):\n${r.stdout.slice(0, 2000)}\n${r.stderr.slice(0, 2000)}`);
   return {
     tps,
     latencyAvgMs: num(/latency average = ([\d.]+) ms/),
     failed: num(/number of failed transactions: (\d+)/) || 0,
     transactions: num(/number of transactions actually processed: (\d+)/),
-    script,
+    script: scripts[0],
+    mode,
   };
 }

@@ -31,3 +31,19 @@ export function preparedQuery<P>(db: Database, key: string, build: () => { prepa
   }
   return query;
 }
+
+/** Whether this database's connections may keep server-side prepared statements. */
+export function preparesOnServer(db: Database): boolean {
+  return serverPrepare.has(db);
+}
+
+type Preparable<T> = PromiseLike<T> & { prepare(name: string): { execute(): Promise<T> } };
+
+/**
+ * Runs a query built inside a transaction; with server-side prepared statements allowed it goes
+ * as one (postgres.js keeps it per connection by its text, so each shape is parsed and planned
+ * once per connection, not per call). The name is only Drizzle's requirement.
+ */
+export function sendQuery<T>(query: Preparable<T>, onServer: boolean): PromiseLike<T> {
+  return onServer ? query.prepare("q").execute() : query;
+}

@@ -1,3 +1,5 @@
+import { writeSync } from "node:fs";
+
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -19,6 +21,48 @@ export function createLogger(level: LogLevel = "info", write: (line: string) => 
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
+  };
+}
+
+/**
+ * A line sink for a long-running host (src/server.ts): lines are collected and written in one
+ * chunk once the current turn of the event loop is done (setImmediate), so the request path
+ * never waits on a write to stdout; a large backlog is written at once, and whatever is left is
+ * written synchronously when the process exits. Not for the Worker, whose isolate may be frozen
+ * between requests (it keeps console.log).
+ */
+export function createBufferedWriter(
+  sink: (chunk: string) => void = (chunk) => void process.stdout.write(chunk),
+  exitSink: (chunk: string) => void = (chunk) => writeSync(1, chunk),
+  maxBufferedChars = 64 * 1024,
+): { write: (line: string) => void; flush: () => void } {
+  let pending: string[] = [];
+  let chars = 0;
+  let scheduled = false;
+  const take = () => {
+    const chunk = pending.join("");
+    pending = [];
+    chars = 0;
+    return chunk;
+  };
+  const flush = () => {
+    scheduled = false;
+    if (chars > 0) sink(take());
+  };
+  process.once("exit", () => {
+    if (chars > 0) exitSink(take());
+  });
+  return {
+    write(line: string) {
+      pending.push(line, "\n");
+      chars += line.length + 1;
+      if (chars >= maxBufferedChars) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
   };
 }
 

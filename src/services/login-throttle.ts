@@ -1,4 +1,4 @@
-import { eq, lt, sql } from "drizzle-orm";
+import { eq, lt, sql, type SQL } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { deleteInBatches } from "../db/batched-delete";
 import { queryRows } from "../db/client";
@@ -16,26 +16,39 @@ export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
 
 
+const t = loginThrottle;
+const col = (c: { name: string }) => sql.identifier(c.name);
+
+/** A counter as the upsert returns it (raw rows carry the columns' own names). */
+export type CounterRow = {
+  key: string;
+  failures: number;
+  window_started_at: string;
+};
+
 /**
- * Counts this attempt before the password is checked, in one atomic upsert, so concurrent
- * guesses (a batch of 50 logins) cannot slip past the limit between a read and a write.
- * A success then takes the attempt back (`forgiveAttempt`). Throws TOO_MANY_REQUESTS when
- * the email or the address is over its limit; the window is fixed from the first failure.
+ * Counts this attempt before the password is checked, in one atomic upsert of the email's and
+ * the address's counters, so concurrent guesses (a batch of 50 logins) cannot slip past the
+ * limit between a read and a write. A success then takes the attempt back (`forgiveAttempt`).
+ * The window is fixed from the first failure. A data-modifying CTE, so the sign-in can read the
+ * account in the same statement (`login` in ./auth.ts).
  */
-export async function reserveLoginAttempt(db: Database, email: string, address: string, now: Date): Promise<void> {
+export function reserveAttemptCte(email: string, address: string, now: Date): SQL {
   const nowText = toDbTime(now);
-  const windowStartFloor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_SECONDS * 1000));
+  const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_SECONDS * 1000));
   const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_SECONDS * 1000));
-  const rows = await queryRows<{ key: string; failures: number; window_started_at: string }>(
-    db,
-    sql`insert into login_throttle as t (key, failures, window_started_at, expires_at)
+  const expired = sql`${t.windowStartedAt} <= ${floor}::timestamp`;
+  return sql`insert into ${t} (${col(t.key)}, ${col(t.failures)}, ${col(t.windowStartedAt)}, ${col(t.expiresAt)})
         values (${emailKey(email)}, 1, ${nowText}, ${expires}), (${addressKey(address)}, 1, ${nowText}, ${expires})
-        on conflict (key) do update set
-          failures = case when t.window_started_at <= ${windowStartFloor} then 1 else t.failures + 1 end,
-          window_started_at = case when t.window_started_at <= ${windowStartFloor} then excluded.window_started_at else t.window_started_at end,
-          expires_at = case when t.window_started_at <= ${windowStartFloor} then excluded.expires_at else t.expires_at end
-        returning key, failures, window_started_at`,
-  );
+        on conflict (${col(t.key)}) do update set
+          ${col(t.failures)} = case when ${expired} then 1 else ${t.failures} + 1 end,
+          ${col(t.windowStartedAt)} = case when ${expired} then excluded.${col(t.windowStartedAt)} else ${t.windowStartedAt} end,
+          ${col(t.expiresAt)} = case when ${expired} then excluded.${col(t.expiresAt)} else ${t.expiresAt} end
+        returning ${t.key} as key, ${t.failures} as failures, ${t.windowStartedAt}::text as window_started_at`;
+}
+
+/** Throws TOO_MANY_REQUESTS when the email or the address is over its limit. */
+export function refuseIfThrottled(rows: CounterRow[], now: Date): void {
   for (const row of rows) {
     const max = row.key.startsWith("email:") ? MAX_ATTEMPTS_PER_EMAIL : MAX_ATTEMPTS_PER_ADDRESS;
     if (Number(row.failures) > max) {
@@ -45,10 +58,21 @@ export async function reserveLoginAttempt(db: Database, email: string, address: 
   }
 }
 
-/** After a successful sign-in: the email's counter resets, the address gets its attempt back. */
+export async function reserveLoginAttempt(db: Database, email: string, address: string, now: Date): Promise<void> {
+  refuseIfThrottled(await queryRows<CounterRow>(db, reserveAttemptCte(email, address, now)), now);
+}
+
+/**
+ * After a successful sign-in: the email's counter resets, the address gets its attempt back.
+ * As CTEs, so the sign-in sends them with its session insert (one statement).
+ */
+export function forgiveAttemptCtes(email: string, address: string): SQL {
+  return sql`cleared as (delete from ${t} where ${t.key} = ${emailKey(email)}),
+    eased as (update ${t} set ${col(t.failures)} = greatest(${t.failures} - 1, 0) where ${t.key} = ${addressKey(address)})`;
+}
+
 export async function forgiveAttempt(db: Database, email: string, address: string): Promise<void> {
-  await db.execute(sql`with cleared as (delete from login_throttle where key = ${emailKey(email)})
-    update login_throttle set failures = greatest(failures - 1, 0) where key = ${addressKey(address)}`);
+  await db.execute(sql`with ${forgiveAttemptCtes(email, address)} select 1`);
 }
 
 /** Drops counters whose window has passed; run by the prune-sessions job. */

@@ -89,17 +89,23 @@ describe.if(onPostgres)("orders under concurrency (Postgres)", () => {
     });
     await rowLocked;
     const order = settle(list[0].caller.orders.create({ items: [{ productId: p.id, quantity: 3 }] }));
-    // Wait until the order statement is blocked on the row lock, i.e. its snapshot predates the increase.
-    for (let i = 0; ; i++) {
-      const [waiting] = await queryRows<{ n: number }>(
-        db,
-        sql`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%for update of p%'`,
-      );
-      if (waiting.n > 0) break;
-      if (i > 200) throw new Error("the order never waited for the row lock");
-      await new Promise((r) => setTimeout(r, 25));
+    // Wait until the order is blocked on the row lock, i.e. its snapshot predates the increase
+    // (whichever of its statements waits: the guarded decrement, or the locked re-check after
+    // the decrement skipped the row that was short in its snapshot).
+    try {
+      for (let i = 0; ; i++) {
+        const [waiting] = await queryRows<{ n: number }>(
+          db,
+          sql`select count(*)::int as n from pg_stat_activity
+               where wait_event_type = 'Lock' and datname = current_database() and pid <> pg_backend_pid()`,
+        );
+        if (waiting.n > 0) break;
+        if (i > 200) throw new Error("the order never waited for the row lock");
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      release();
     }
-    release();
     await increase;
     const outcome = await order;
     expect(outcome.ok ? "placed" : outcome.code).toBe("placed");

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { createPgliteDatabase } from "../../src/db/client";
 import { users } from "../../src/db/schema";
-import { describeError } from "../../src/lib/logger";
+import { createBufferedWriter, describeError } from "../../src/lib/logger";
 
 describe("describeError", () => {
   test("a failed Drizzle query is logged without its bound parameters", async () => {
@@ -28,4 +28,37 @@ describe("describeError", () => {
     expect(describeError(new Error("boom")).error).toBe("boom");
     expect(describeError("plain").error).toBe("plain");
   });
+});
+
+describe("createBufferedWriter", () => {
+  test("lines are written after the current turn, together and in order, never during write()", async () => {
+    const chunks: string[] = [];
+    const out = createBufferedWriter((c) => chunks.push(c), (c) => chunks.push(c));
+    out.write("one");
+    out.write("two");
+    expect(chunks).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(chunks).toEqual(["one\ntwo\n"]);
+    out.write("three");
+    out.flush();
+    expect(chunks).toEqual(["one\ntwo\n", "three\n"]);
+  });
+
+  test("a large backlog is written at once instead of growing", () => {
+    const chunks: string[] = [];
+    const out = createBufferedWriter((c) => chunks.push(c), () => {}, 10);
+    out.write("0123456789");
+    expect(chunks).toEqual(["0123456789\n"]);
+  });
+
+  test("what is still buffered is written when the process exits", async () => {
+    const script = `import { createBufferedWriter, createLogger } from ${JSON.stringify(`${import.meta.dir}/../../src/lib/logger.ts`)};
+      const log = createLogger("info", createBufferedWriter().write);
+      log.info("last words", { n: 1 });
+      process.exit(0);`;
+    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const [stdout] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    const [line] = stdout.trim().split("\n");
+    expect(JSON.parse(line)).toMatchObject({ level: "info", msg: "last words", n: 1 });
+  }, 30_000);
 });
