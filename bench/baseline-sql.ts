@@ -172,11 +172,7 @@ export const ORDER_CTE = `
               from ord) as "order"
       from verdict v`;
 
-export function orderCteParams(
-  lines: { productId: string; quantity: number }[],
-  orderId: string,
-  userId: string,
-): (string | number)[] {
+export function orderCteParams(lines: { productId: string; quantity: number }[], orderId: string, userId: string): (string | number)[] {
   return [
     `{${lines.map((l) => l.productId).join(",")}}`,
     `{${lines.map((l) => l.quantity).join(",")}}`,

@@ -9,25 +9,31 @@
 //    what the service's SQL costs over the limit.
 //
 //   PORT=4001 DATABASE_URL=postgres://… JWT_SECRET=… [BASELINE_SQL=plain] bun bench/baseline.ts
-import postgres, { type ParameterOrJSON } from "postgres";
-import { PgDialect } from "drizzle-orm/pg-core";
-import { SignJWT, jwtVerify } from "jose";
+
 import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
-import { PASSWORD_PARAMS, needsRehash } from "../src/lib/password-policy";
-import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
+import { PgDialect } from "drizzle-orm/pg-core";
+import { jwtVerify, SignJWT } from "jose";
+import postgres, { type ParameterOrJSON } from "postgres";
+import { needsRehash, PASSWORD_PARAMS } from "../src/lib/password-policy";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 import {
   AUDIT_INSERT,
+  listProductsStatement,
   MAX_TOTAL,
   ORDER_INSERT,
   ORDER_TAKE_STOCK,
+  orderItemsInsert,
+  orderLockProducts,
   PLAIN_ORDER_INSERT,
   PLAIN_PRODUCTS_EXIST,
   PLAIN_SESSION_INSERT,
   PLAIN_TAKE_STOCK,
   PLAIN_USER_BY_EMAIL,
   PRODUCT_BY_ID,
+  type ProductSort,
+  plainItemsInsert,
   SESSION_CHAIN_INSERT,
   SESSION_INSERT,
   SESSION_LOOKUP,
@@ -35,11 +41,6 @@ import {
   THROTTLE_RESERVE,
   USER_BY_EMAIL,
   USER_REHASH,
-  listProductsStatement,
-  orderItemsInsert,
-  orderLockProducts,
-  plainItemsInsert,
-  type ProductSort,
 } from "./baseline-sql";
 
 const env = process.env;
@@ -191,12 +192,11 @@ async function authenticate(req: Request): Promise<Caller> {
   } catch {
     throw new Failure("UNAUTHORIZED", "The access token is invalid or expired: sign in again");
   }
-  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string; disabled: boolean | null }[]>(SESSION_LOOKUP, [
-    sessionId,
-    userId,
-    toDbTime(now),
-    1,
-  ], PREPARE_OPTS);
+  const [row] = await sql.unsafe<{ id: string; email: string; role: string; token_hash: string; disabled: boolean | null }[]>(
+    SESSION_LOOKUP,
+    [sessionId, userId, toDbTime(now), 1],
+    PREPARE_OPTS,
+  );
   if (!row || row.disabled === true || !digestsEqual(row.token_hash, await hashToken(token))) {
     throw new Failure("UNAUTHORIZED", "The session has ended: sign in again");
   }
@@ -249,13 +249,26 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
   const emailKey = `email:${email}`;
   const addressKey = `ip:${clientAddress}`;
   const counters = await sql.unsafe<{ key: string; failures: number; window_started_at: string }[]>(THROTTLE_RESERVE, [
-    emailKey, nowText, expires, addressKey, nowText, expires, floor, floor, floor,
+    emailKey,
+    nowText,
+    expires,
+    addressKey,
+    nowText,
+    expires,
+    floor,
+    floor,
+    floor,
   ]);
   for (const c of counters) {
     if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
       const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
       const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
-      throw new Failure("TOO_MANY_REQUESTS", `Too many failed sign-in attempts: try again in ${retry} seconds`, { retryAfterSeconds: retry }, { "retry-after": String(retry) });
+      throw new Failure(
+        "TOO_MANY_REQUESTS",
+        `Too many failed sign-in attempts: try again in ${retry} seconds`,
+        { retryAfterSeconds: retry },
+        { "retry-after": String(retry) },
+      );
     }
   }
   let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
@@ -303,7 +316,10 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
 /** The plainest correct sign-in: no throttle, no rehash check; the same answer for unknown emails. */
 async function plainLogin(email: string, password: string, now: Date) {
   const [user] = await sql.unsafe<UserRow[]>(PLAIN_USER_BY_EMAIL, [email], PREPARE_OPTS);
-  const good = await verifyPassword(user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))), password);
+  const good = await verifyPassword(
+    user?.password_hash ?? (await (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"))),
+    password,
+  );
   if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   const sessionId = crypto.randomUUID();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
@@ -316,7 +332,11 @@ async function plainLogin(email: string, password: string, now: Date) {
     .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
     .setJti(crypto.randomUUID())
     .sign(secret);
-  await sql.unsafe(PLAIN_SESSION_INSERT, [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), toDbTime(now)], PREPARE_OPTS);
+  await sql.unsafe(
+    PLAIN_SESSION_INSERT,
+    [sessionId, user.id, await hashToken(accessToken), toDbTime(expiresAt), toDbTime(now)],
+    PREPARE_OPTS,
+  );
   return {
     user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
     accessToken,
@@ -374,7 +394,8 @@ async function listProducts(input: unknown) {
   if (!isInt(limit, 1, 100)) throw bad("limit must be an integer from 1 to 100");
   const sort = (i.sort === undefined ? "newest" : i.sort) as ProductSort;
   if (!SORTS.includes(sort)) throw bad(`sort must be one of ${SORTS.join(", ")}`);
-  if (i.cursor !== undefined && i.cursor !== null && (typeof i.cursor !== "string" || i.cursor.length > 2048)) throw bad("cursor is not valid");
+  if (i.cursor !== undefined && i.cursor !== null && (typeof i.cursor !== "string" || i.cursor.length > 2048))
+    throw bad("cursor is not valid");
   if (i.search !== undefined && (typeof i.search !== "string" || i.search.length > 100 || i.search.includes("\0"))) {
     throw bad("search must be a string of at most 100 characters");
   }
@@ -436,26 +457,46 @@ const toCents = (money: string) => {
 const fromCents = (cents: number) => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, "0")}`;
 const MAX_CENTS = toCents(MAX_TOTAL);
 const tooLarge = () => new Failure("BAD_REQUEST", "The order total would be above 99999999.99: order fewer items");
-const shortStock = (ids: string[]) => new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: [...ids].sort() });
+const shortStock = (ids: string[]) =>
+  new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: [...ids].sort() });
 class Miss {}
 
-interface OrderRowText { id: string; user_id: string; status: string; total: string; created_at: string; updated_at: string }
-interface ItemRowText { id: string; product_id: string; quantity: number; price: string }
-const byProduct = (a: { productId: string }, b: { productId: string }) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0);
+interface OrderRowText {
+  id: string;
+  user_id: string;
+  status: string;
+  total: string;
+  created_at: string;
+  updated_at: string;
+}
+interface ItemRowText {
+  id: string;
+  product_id: string;
+  quantity: number;
+  price: string;
+}
+const byProduct = (a: { productId: string }, b: { productId: string }) =>
+  a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0;
 
 /** The plainest correct order: guarded decrements in id order, the order, its items; all pipelined. */
 async function plainOrder(lines: Line[], caller: Caller) {
   const orderId = crypto.randomUUID();
   try {
     return await sql.begin(async (tx) => {
-      const taken = await Promise.all(lines.map((l) => tx.unsafe<{ price: string }[]>(PLAIN_TAKE_STOCK, [l.quantity, l.productId], PREPARE_OPTS)));
+      const taken = await Promise.all(
+        lines.map((l) => tx.unsafe<{ price: string }[]>(PLAIN_TAKE_STOCK, [l.quantity, l.productId], PREPARE_OPTS)),
+      );
       if (taken.some((r) => r.length === 0)) throw new Miss();
       const cents = taken.reduce((sum, [r], n) => sum + toCents(r.price) * lines[n].quantity, 0);
       if (cents > MAX_CENTS) throw tooLarge();
       const total = fromCents(cents);
       const [[o], items] = await Promise.all([
         tx.unsafe<{ created_at: string; updated_at: string }[]>(PLAIN_ORDER_INSERT, [orderId, caller.id, total], PREPARE_OPTS),
-        tx.unsafe<ItemRowText[]>(plainItemsInsert(lines.length), [orderId, ...lines.flatMap((l, n) => [l.productId, l.quantity, taken[n][0].price])], PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(
+          plainItemsInsert(lines.length),
+          [orderId, ...lines.flatMap((l, n) => [l.productId, l.quantity, taken[n][0].price])],
+          PREPARE_OPTS,
+        ),
       ]);
       return {
         id: orderId,
@@ -481,14 +522,19 @@ async function sameOrder(lines: Line[], caller: Caller) {
     sql.begin(async (tx) => {
       let prices: string[] | undefined;
       if (lockFirst) {
-        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(orderLockProducts(lines.length), lines.map((l) => l.productId), PREPARE_OPTS);
+        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(
+          orderLockProducts(lines.length),
+          lines.map((l) => l.productId),
+          PREPARE_OPTS,
+        );
         const byId = new Map(rows.map((r) => [r.id, r]));
         if (lines.some((l) => !byId.has(l.productId))) throw new Failure("NOT_FOUND", "Product not found");
         const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
         if (short.length > 0) throw shortStock(short.map((l) => l.productId));
         prices = lines.map((l) => byId.get(l.productId)!.price);
       }
-      const take = () => lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity], PREPARE_OPTS));
+      const take = () =>
+        lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity], PREPARE_OPTS));
       let taken: Promise<unknown>[] = [];
       if (!prices) {
         const rows = await Promise.all(take());
@@ -501,7 +547,11 @@ async function sameOrder(lines: Line[], caller: Caller) {
       const orderId = crypto.randomUUID();
       const [[o], items] = await Promise.all([
         tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
-        tx.unsafe<ItemRowText[]>(orderItemsInsert(lines.length), lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]), PREPARE_OPTS),
+        tx.unsafe<ItemRowText[]>(
+          orderItemsInsert(lines.length),
+          lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]),
+          PREPARE_OPTS,
+        ),
         ...taken,
       ]);
       return {
@@ -543,7 +593,13 @@ const server = Bun.serve({
         }
         case "auth.login":
           if (req.method !== "POST") throw new Failure("BAD_REQUEST", "Queries use GET and mutations use POST");
-          return ok(await login(await bodyInput(req), srv.requestIP(req)?.address ?? "unknown", req.headers.get("x-request-id") ?? crypto.randomUUID()));
+          return ok(
+            await login(
+              await bodyInput(req),
+              srv.requestIP(req)?.address ?? "unknown",
+              req.headers.get("x-request-id") ?? crypto.randomUUID(),
+            ),
+          );
       }
     } catch (error) {
       return fail(error, path);

@@ -5,16 +5,17 @@
 // HTTP runs (bench/run.ts) can only show as one total.
 //
 //   npm run bench:layers -- [iterations]
-import { drizzle } from "drizzle-orm/postgres-js";
+
 import { eq, sql } from "drizzle-orm";
-import * as schema from "../src/db/schema";
-import type { Database } from "../src/db/client";
+import { drizzle } from "drizzle-orm/postgres-js";
 import { createApp } from "../src/app";
+import type { Database } from "../src/db/client";
+import * as schema from "../src/db/schema";
 import { parseEnv } from "../src/env";
 import { createLogger } from "../src/lib/logger";
+import { toIso } from "../src/lib/time";
 import { createTokenConfig } from "../src/lib/tokens";
 import { getProduct, listProducts } from "../src/services/products";
-import { toIso } from "../src/lib/time";
 
 const N = Number(process.argv[2] ?? 20_000);
 const id = "0190a5e4-0000-4000-8000-000000000001";
@@ -45,8 +46,18 @@ function fakeClient(rows: number) {
 
 function appWith(rows: number) {
   const db = drizzle(fakeClient(rows) as never, { schema }) as unknown as Database;
-  const env = parseEnv({ JWT_SECRET: "layers-secret-that-is-at-least-32-bytes", LOG_LEVEL: "warn", TRPC_FAST_PATH: process.env.TRPC_FAST_PATH });
-  const app = createApp({ db, env, logger: createLogger("warn"), tokens: createTokenConfig(env.JWT_SECRET!, 3600), clock: () => new Date() });
+  const env = parseEnv({
+    JWT_SECRET: "layers-secret-that-is-at-least-32-bytes",
+    LOG_LEVEL: "warn",
+    TRPC_FAST_PATH: process.env.TRPC_FAST_PATH,
+  });
+  const app = createApp({
+    db,
+    env,
+    logger: createLogger("warn"),
+    tokens: createTokenConfig(env.JWT_SECRET!, 3600),
+    clock: () => new Date(),
+  });
   return { app, db };
 }
 
@@ -70,7 +81,15 @@ async function rawById(): Promise<Response> {
   if (!/^[\da-f]{8}(?:-[\da-f]{4}){3}-[\da-f]{12}$/iu.test(input.id)) throw new Error("bad");
   const r = await Promise.resolve([row]);
   const p = r[0];
-  const data = { id: p.id, name: p.name, description: p.description, price: p.price, stock: p.stock, createdAt: toIso(p.created_at), updatedAt: toIso(p.updated_at) };
+  const data = {
+    id: p.id,
+    name: p.name,
+    description: p.description,
+    price: p.price,
+    stock: p.stock,
+    createdAt: toIso(p.created_at),
+    updatedAt: toIso(p.updated_at),
+  };
   const res = new Response(JSON.stringify({ result: { data } }), { headers: { "content-type": "application/json" } });
   await res.text();
   return res;
@@ -90,8 +109,16 @@ const preparedById = one.db
   .limit(1)
   .prepare("bench_product_by_id");
 await cpuPerCall("byId: the same select as a Drizzle prepared query (built once)", () => preparedById.execute({ id }));
-const appById = await cpuPerCall("byId: createApp().fetch() (Hono + tRPC + valibot + getProduct)", async () => (await one.app.fetch(new Request(byIdUrl))).text());
-const drizzleList = await cpuPerCall("list: listProducts() alone (Drizzle, 21 rows)", () => listProducts(page.db, { limit: 20, sort: "newest" }));
+const appById = await cpuPerCall("byId: createApp().fetch() (Hono + tRPC + valibot + getProduct)", async () =>
+  (await one.app.fetch(new Request(byIdUrl))).text(),
+);
+const drizzleList = await cpuPerCall("list: listProducts() alone (Drizzle, 21 rows)", () =>
+  listProducts(page.db, { limit: 20, sort: "newest" }),
+);
 const appList = await cpuPerCall("list: createApp().fetch() (21 rows)", async () => (await page.app.fetch(new Request(listUrl))).text());
-console.log(`\nbyId: framework around the service (Hono + tRPC + valibot + middleware) ≈ ${(appById - drizzleById - raw).toFixed(0)} µs, Drizzle ≈ ${drizzleById.toFixed(0)} µs, the baseline's own handler work ≈ ${raw.toFixed(0)} µs`);
-console.log(`list: framework ≈ ${(appList - drizzleList).toFixed(0)} µs (incl. its own JSON), Drizzle + service mapping ≈ ${drizzleList.toFixed(0)} µs`);
+console.log(
+  `\nbyId: framework around the service (Hono + tRPC + valibot + middleware) ≈ ${(appById - drizzleById - raw).toFixed(0)} µs, Drizzle ≈ ${drizzleById.toFixed(0)} µs, the baseline's own handler work ≈ ${raw.toFixed(0)} µs`,
+);
+console.log(
+  `list: framework ≈ ${(appList - drizzleList).toFixed(0)} µs (incl. its own JSON), Drizzle + service mapping ≈ ${drizzleList.toFixed(0)} µs`,
+);

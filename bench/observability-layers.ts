@@ -4,9 +4,9 @@
 //
 //   bun bench/observability-layers.ts [calls per round] [rounds]
 import { drizzle } from "drizzle-orm/postgres-js";
-import * as schema from "../src/db/schema";
-import type { Database } from "../src/db/client";
 import { createApp } from "../src/app";
+import type { Database } from "../src/db/client";
+import * as schema from "../src/db/schema";
 import { parseEnv } from "../src/env";
 import { createLogger } from "../src/lib/logger";
 import { createTokenConfig } from "../src/lib/tokens";
@@ -72,5 +72,7 @@ console.log(`products.byId in-process, ${N} calls × ${ROUNDS} rounds, CPU µs p
 for (const n of names) {
   const m = median(per[n]);
   const ratios = per[n].map((v, k) => v / per.off[k] - 1);
-  console.log(`${m.toFixed(1).padStart(7)} µs  ${n.padEnd(30)} vs off ${n === "off" ? "—" : `${(median(ratios) * 100).toFixed(1)} %`}  [${per[n].map((v) => v.toFixed(1)).join(", ")}]`);
+  console.log(
+    `${m.toFixed(1).padStart(7)} µs  ${n.padEnd(30)} vs off ${n === "off" ? "—" : `${(median(ratios) * 100).toFixed(1)} %`}  [${per[n].map((v) => v.toFixed(1)).join(", ")}]`,
+  );
 }

@@ -9,15 +9,16 @@
 //   metrics-no-slow-log (only with --sides=…): metrics with LOG_SLOW_QUERY_MS=0, which isolates
 //           the cost of the per-call AsyncLocalStorage scope the slow-statement line needs.
 // See bench/README.md ("Observability overhead").
-import { availableParallelism, cpus, tmpdir } from "node:os";
+
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { createPostgresDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
 import { BENCH_PASSWORD, loadCustomers, loadProducts, writeKeyTables } from "./lib/load";
 import { HARNESS_MARK, openBenchDatabase } from "./lib/postgres";
-import { cpuTicks, freePort, sleep, startServer, TICK_US, type Server } from "./lib/proc";
+import { cpuTicks, freePort, type Server, sleep, startServer, TICK_US } from "./lib/proc";
 import { ensureWrk, runWrk } from "./lib/wrk";
 
 const repoRoot = join(import.meta.dir, "..");
@@ -43,7 +44,10 @@ function parseOptions(argv: string[]) {
     seconds: num("duration", smoke ? 2 : 10),
     rounds: num("rounds", smoke ? 1 : 5),
     warmupSeconds: num("warmup", smoke ? 0 : 3),
-    sides: (argv.find((a) => a.startsWith("--sides="))?.slice("--sides=".length).split(",") ?? ["off", "metrics", "traced"]) as Side[],
+    sides: (argv
+      .find((a) => a.startsWith("--sides="))
+      ?.slice("--sides=".length)
+      .split(",") ?? ["off", "metrics", "traced"]) as Side[],
     poolMax: 10,
   };
 }
@@ -97,7 +101,8 @@ async function measure(server: Server, scenario: ScenarioName, seconds: number, 
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
   const SIDES = opts.sides;
-  if (SIDES[0] !== "off" || SIDES.some((x) => !ALL_SIDES.includes(x))) throw new Error(`--sides: off first, then any of ${ALL_SIDES.join(", ")}`);
+  if (SIDES[0] !== "off" || SIDES.some((x) => !ALL_SIDES.includes(x)))
+    throw new Error(`--sides: off first, then any of ${ALL_SIDES.join(", ")}`);
   const started = new Date();
   await ensureWrk(log);
   const dataDir = mkdtempSync(join(tmpdir(), "bench-obs-"));
@@ -176,7 +181,9 @@ async function main() {
         for (const side of order) {
           const m = await measure(servers[side], scenario, opts.seconds, dataDir);
           rounds.push({ side, ...m });
-          log(`${scenario} round ${i + 1} ${side}: ${r1(m.rps)} req/s, p50 ${m.p50Ms.toFixed(2)} ms, p99 ${m.p99Ms.toFixed(2)} ms, ${r1(m.cpuUsPerRequest)} µs CPU/req`);
+          log(
+            `${scenario} round ${i + 1} ${side}: ${r1(m.rps)} req/s, p50 ${m.p50Ms.toFixed(2)} ms, p99 ${m.p99Ms.toFixed(2)} ms, ${r1(m.cpuUsPerRequest)} µs CPU/req`,
+          );
         }
       }
       results[scenario] = { rounds };
@@ -243,7 +250,13 @@ async function main() {
     };
     const dir = join(repoRoot, "bench", "results");
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}-observability${opts.smoke ? "-smoke" : ""}.json`);
+    const file = join(
+      dir,
+      `${started
+        .toISOString()
+        .replace(/:/g, "-")
+        .replace(/\.\d+Z$/, "Z")}-observability${opts.smoke ? "-smoke" : ""}.json`,
+    );
     writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
     log(`results written to ${file}`);
   } catch (error) {

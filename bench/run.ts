@@ -4,29 +4,30 @@
 // the plainest correct SQL; same checks, no framework) and pgbench (the service's statements with
 // no HTTP and no JS), interleaved in one run on one database.
 // See bench/README.md for how to read the table.
-import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
+
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import { hash as argonHash, verify as argonVerify } from "@node-rs/argon2";
+import postgres from "postgres";
 import { createPostgresDatabase, type DatabaseHandle } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
 import { PASSWORD_PARAMS } from "../src/lib/password-policy";
-import { createProduct } from "../src/services/products";
 import { setStock } from "../src/services/inventory";
+import { createProduct } from "../src/services/products";
 import { listProductsStatement, ORDER_TAKE_STOCK } from "./baseline-sql";
-import { BENCH_PASSWORD, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables, type Customer } from "./lib/load";
+import { BENCH_PASSWORD, type Customer, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables } from "./lib/load";
+import { type PgbenchData, type PgbenchResult, type PgbenchScript, runPgbench } from "./lib/pgbench";
 import {
+  type BenchDatabase,
   diffStatements,
   enableStatementStats,
   HARNESS_MARK,
   openBenchDatabase,
-  snapshotStatements,
-  type BenchDatabase,
   type StatementDelta,
+  snapshotStatements,
 } from "./lib/postgres";
-import { runPgbench, type PgbenchData, type PgbenchResult, type PgbenchScript } from "./lib/pgbench";
-import { cpuTicks, freePort, memoryOf, sleep, startServer, TICK_US, type Server } from "./lib/proc";
+import { cpuTicks, freePort, memoryOf, type Server, sleep, startServer, TICK_US } from "./lib/proc";
 import { ensureWrk, runWrk, type WrkResult } from "./lib/wrk";
 
 // --- options ------------------------------------------------------------------------------------
@@ -68,13 +69,30 @@ function parseOptions(argv: string[]): Options {
       flags.set(k, v ?? "true");
     } else names.push(arg);
   }
-  const known = new Set(["smoke", "duration", "rounds", "scale-rows", "no-pgbench", "samples", "warmup", "profile", "service", "help", "mode", "label", "service-dir"]);
+  const known = new Set([
+    "smoke",
+    "duration",
+    "rounds",
+    "scale-rows",
+    "no-pgbench",
+    "samples",
+    "warmup",
+    "profile",
+    "service",
+    "help",
+    "mode",
+    "label",
+    "service-dir",
+  ]);
   for (const k of flags.keys()) if (!known.has(k)) fail(`unknown option --${k} (see bench/README.md)`);
   if (flags.has("help")) {
-    console.log(`npm run bench -- [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile] [--service=FILE]`);
+    console.log(
+      `npm run bench -- [${ALL_SCENARIOS.join("|")}…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--samples=N] [--warmup=S] [--no-pgbench] [--profile] [--service=FILE]`,
+    );
     process.exit(0);
   }
-  for (const n of names) if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
+  for (const n of names)
+    if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
   const smoke = flags.has("smoke");
   const int = (k: string, fallback: number) => {
     const v = flags.get(k);
@@ -99,7 +117,12 @@ function parseOptions(argv: string[]): Options {
     wrkThreads: 1,
     poolMax: 10,
     serviceEntry: flags.get("service") ?? "src/server.ts",
-    mode: flags.get("mode") === "direct" ? "direct" : flags.get("mode") === undefined || flags.get("mode") === "pooled" ? "pooled" : fail("--mode must be pooled or direct"),
+    mode:
+      flags.get("mode") === "direct"
+        ? "direct"
+        : flags.get("mode") === undefined || flags.get("mode") === "pooled"
+          ? "pooled"
+          : fail("--mode must be pooled or direct"),
     label: (flags.get("label") ?? (names.length ? names.join("-") : "all")).replace(/[^A-Za-z0-9_-]/g, "-"),
     serviceDir: flags.get("service-dir"),
   };
@@ -195,7 +218,13 @@ interface HttpScenarioResult {
   statementsPerRequestBySide?: { service: number; baseline: number; plain: number };
   pgbench?: PgbenchResult & { kind: PgbenchScript; clients: number };
   extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number; mode?: string })[];
-  statementsPerRequest?: { service: number; baseline: number; sameStatements: boolean; service_statements: StatementDelta[]; baseline_statements: StatementDelta[] };
+  statementsPerRequest?: {
+    service: number;
+    baseline: number;
+    sameStatements: boolean;
+    service_statements: StatementDelta[];
+    baseline_statements: StatementDelta[];
+  };
   roundTripsPerOrder?: { service: number; baseline: number; plain: number };
   hashCeiling?: Awaited<ReturnType<typeof measureHashCeiling>>;
   /** create: the order statement's plan for one 3-line order (run in a transaction that is rolled back). */
@@ -240,7 +269,8 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
   });
   // Requests still in flight when wrk stops finish now, and are counted in this run, not the next.
   await sleep(Math.min(3000, Math.max(200, 2 * r.p99Ms)));
-  if (server.proc.exitCode !== null || server.proc.signalCode !== null) throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null)
+    throw new Error(`${server.name} died during ${name}: see ${server.logFile}`);
   const ticks1 = cpuTicks(server.proc.pid) ?? NaN;
   const db1 = ctx.db.serverCpuTicks();
   const per = (ticks: number) => (ticks * TICK_US) / Math.max(1, r.requests);
@@ -258,8 +288,7 @@ async function measureSide(ctx: Ctx, server: Server, name: HttpName, seconds: nu
 function compareStatements(service: SideRun, baseline: SideRun) {
   const perRequest = (r: SideRun) => (r.statements ?? []).reduce((n, s) => n + s.calls, 0) / Math.max(1, r.requests);
   // Statements sent on at least 5 % of requests; rarer ones are pool housekeeping.
-  const main = (r: SideRun) =>
-    new Set((r.statements ?? []).filter((s) => s.calls >= 0.05 * r.requests).map((s) => s.queryid));
+  const main = (r: SideRun) => new Set((r.statements ?? []).filter((s) => s.calls >= 0.05 * r.requests).map((s) => s.queryid));
   const a = main(service);
   const b = main(baseline);
   const same = a.size === b.size && [...a].every((id) => b.has(id));
@@ -304,7 +333,10 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
   const spec = HTTP[name];
   const { opts } = ctx;
   const hashCeiling = name === "login" ? await measureHashCeiling(opts.smoke ? 5 : 30) : undefined;
-  if (hashCeiling) log(`argon2id verify at m=${PASSWORD_PARAMS.memoryCost},t=${PASSWORD_PARAMS.timeCost},p=${PASSWORD_PARAMS.parallelism}: ${hashCeiling.msPerHash} ms → ceiling ${hashCeiling.ceilingPerSecond}/s on ${hashCeiling.cores} cores (${hashCeiling.cpuMsPerHash} ms CPU per verify; ${hashCeiling.parallelPerSecond}/s measured with ${hashCeiling.cores} in flight)`);
+  if (hashCeiling)
+    log(
+      `argon2id verify at m=${PASSWORD_PARAMS.memoryCost},t=${PASSWORD_PARAMS.timeCost},p=${PASSWORD_PARAMS.parallelism}: ${hashCeiling.msPerHash} ms → ceiling ${hashCeiling.ceilingPerSecond}/s on ${hashCeiling.cores} cores (${hashCeiling.cpuMsPerHash} ms CPU per verify; ${hashCeiling.parallelPerSecond}/s measured with ${hashCeiling.cores} in flight)`,
+    );
   if (opts.warmupSeconds > 0) {
     log(`${name}: warm-up ${opts.warmupSeconds}s each`);
     await measureSide(ctx, ctx.service, name, opts.warmupSeconds);
@@ -324,7 +356,9 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     const p = await measureSide(ctx, ctx.plain, name, seconds);
     plain.push(p);
     const pg = (x: SideRun) => (x.postgresCpuUsPerRequest === undefined ? "" : `, Postgres ${x.postgresCpuUsPerRequest.toFixed(0)} µs/req`);
-    log(`${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors${pg(s)}), same-SQL baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors${pg(b)}), plain-SQL baseline ${p.rps.toFixed(0)} req/s (p99 ${p.p99Ms.toFixed(1)} ms, ${p.errors} errors${pg(p)}); service/plain ${(s.rps / p.rps).toFixed(2)}`);
+    log(
+      `${name} round ${r}/${opts.rounds}: service ${s.rps.toFixed(0)} req/s (p99 ${s.p99Ms.toFixed(1)} ms, ${s.errors} errors${pg(s)}), same-SQL baseline ${b.rps.toFixed(0)} req/s (p99 ${b.p99Ms.toFixed(1)} ms, ${b.errors} errors${pg(b)}), plain-SQL baseline ${p.rps.toFixed(0)} req/s (p99 ${p.p99Ms.toFixed(1)} ms, ${p.errors} errors${pg(p)}); service/plain ${(s.rps / p.rps).toFixed(2)}`,
+    );
   }
   const sSum = summarise(service);
   const bSum = summarise(baseline);
@@ -345,7 +379,11 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     const last = service.length - 1;
     result.statementsPerRequest = compareStatements(service[last], baseline[last]);
     const perRequest = (r: SideRun) => round((r.statements ?? []).reduce((n, x) => n + x.calls, 0) / Math.max(1, r.requests), 2)!;
-    result.statementsPerRequestBySide = { service: perRequest(service[last]), baseline: perRequest(baseline[last]), plain: perRequest(plain[last]) };
+    result.statementsPerRequestBySide = {
+      service: perRequest(service[last]),
+      baseline: perRequest(baseline[last]),
+      plain: perRequest(plain[last]),
+    };
     if (!result.statementsPerRequest.sameStatements) {
       const msg = `${name}: the service and the baseline did not send the same statements (see statementsPerRequest in the JSON): update bench/baseline-sql.ts`;
       ctx.warnings.push(msg);
@@ -369,12 +407,22 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     result.statementMeanMs = (last.statements ?? [])
       .filter((x) => x.calls >= 0.05 * last.requests)
       .map((x) => ({ query: x.query.slice(0, 120), meanMs: x.meanMs, callsPerRequest: round(x.calls / Math.max(1, last.requests), 2)! }));
-    for (const x of result.statementMeanMs) log(`${name}: ${x.callsPerRequest}× per request, ${x.meanMs} ms mean in Postgres: ${x.query.slice(0, 70)}…`);
+    for (const x of result.statementMeanMs)
+      log(`${name}: ${x.callsPerRequest}× per request, ${x.meanMs} ms mean in Postgres: ${x.query.slice(0, 70)}…`);
   }
   if (opts.pgbench && spec.pgbench) {
     const data = await pgbenchData(ctx);
     const run = (kind: PgbenchScript, mode: "extended" | "prepared") =>
-      runPgbench({ url: mode === "extended" && ctx.opts.mode === "pooled" ? ctx.db.pooledUrl : ctx.db.directUrl, kind, clients: opts.poolMax, threads: 2, seconds: opts.seconds, data, dir: ctx.dataDir, mode });
+      runPgbench({
+        url: mode === "extended" && ctx.opts.mode === "pooled" ? ctx.db.pooledUrl : ctx.db.directUrl,
+        kind,
+        clients: opts.poolMax,
+        threads: 2,
+        seconds: opts.seconds,
+        data,
+        dir: ctx.dataDir,
+        mode,
+      });
     // The run's own mode first: unnamed statements through PgBouncer, or prepared straight to Postgres.
     const own = ctx.opts.mode === "pooled" ? "extended" : "prepared";
     const pg = await run(spec.pgbench, own);
@@ -397,23 +445,36 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     const value = sSum.rps / hashCeiling.ceilingPerSecond;
     targets.push({ name: "login req/s vs the hash ceiling (indicative)", value: round(value * 100, 1), threshold: "—", met: true });
   }
-  {
-    result.target = {
-      description: `${name} req/s ≥ ${spec.targetRatio * 100} % of the plain-SQL baseline`,
-      value: result.ratioPlain,
-      threshold: spec.targetRatio,
-      met: result.ratioPlain >= spec.targetRatio,
-    };
-  }
-  targets.push({ name: result.target.description, value: round(result.target.value * 100, 1), threshold: `${spec.targetRatio * 100} %`, met: result.target.met });
+  result.target = {
+    description: `${name} req/s ≥ ${spec.targetRatio * 100} % of the plain-SQL baseline`,
+    value: result.ratioPlain,
+    threshold: spec.targetRatio,
+    met: result.ratioPlain >= spec.targetRatio,
+  };
+  targets.push({
+    name: result.target.description,
+    value: round(result.target.value * 100, 1),
+    threshold: `${spec.targetRatio * 100} %`,
+    met: result.target.met,
+  });
   const pgRatio = (sSum.postgresCpuUsPerRequest ?? NaN) / (pSum.postgresCpuUsPerRequest ?? NaN);
   if (name === "create") {
-    targets.push({ name: "create Postgres CPU per order ≤ 1.1× the plain-SQL baseline's", value: round(pgRatio, 2), threshold: "1.1×", met: pgRatio <= 1.1 });
+    targets.push({
+      name: "create Postgres CPU per order ≤ 1.1× the plain-SQL baseline's",
+      value: round(pgRatio, 2),
+      threshold: "1.1×",
+      met: pgRatio <= 1.1,
+    });
     const p99 = sSum.p99Ms / pSum.p99Ms;
     targets.push({ name: "create p99 ≤ 1.3× the plain-SQL baseline's", value: round(p99, 2), threshold: "1.3×", met: p99 <= 1.3 });
   }
   if (name === "login") {
-    targets.push({ name: "login Postgres CPU per login ≤ 1.5× the plain-SQL baseline's", value: round(pgRatio, 2), threshold: "1.5×", met: pgRatio <= 1.5 });
+    targets.push({
+      name: "login Postgres CPU per login ≤ 1.5× the plain-SQL baseline's",
+      value: round(pgRatio, 2),
+      threshold: "1.5×",
+      met: pgRatio <= 1.5,
+    });
   }
   if (sSum.requests === 0 || bSum.requests === 0 || pSum.requests === 0) {
     const msg = `${name}: no request completed (service ${sSum.requests}, baseline ${bSum.requests}, plain ${pSum.requests})`;
@@ -433,7 +494,11 @@ async function explainOrder(ctx: Ctx): Promise<{ plan: string[]; executionMs: nu
   let plan: string[] = [];
   try {
     await ctx.admin.begin(async (tx) => {
-      const rows = await tx.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${ORDER_TAKE_STOCK}`, [1, ctx.productIds[0], 1]);
+      const rows = await tx.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${ORDER_TAKE_STOCK}`, [
+        1,
+        ctx.productIds[0],
+        1,
+      ]);
       plan = rows.map((r) => r["QUERY PLAN"]);
       throw new Error("rollback");
     });
@@ -445,7 +510,10 @@ async function explainOrder(ctx: Ctx): Promise<{ plan: string[]; executionMs: nu
 
 /** What pgbench binds: the customers' sessions, the products with their prices. */
 async function pgbenchData(ctx: Ctx): Promise<PgbenchData> {
-  const rows = await ctx.admin.unsafe<{ id: string; price: string }[]>(`${HARNESS_MARK} select id::text, price::text from products where id = any($1::uuid[])`, [`{${ctx.productIds.join(",")}}`]);
+  const rows = await ctx.admin.unsafe<{ id: string; price: string }[]>(
+    `${HARNESS_MARK} select id::text, price::text from products where id = any($1::uuid[])`,
+    [`{${ctx.productIds.join(",")}}`],
+  );
   return {
     sessions: ctx.customers.map((c) => ({ sessionId: c.sessionId, userId: c.userId })),
     products: rows,
@@ -457,7 +525,12 @@ async function pgbenchData(ctx: Ctx): Promise<PgbenchData> {
 
 function shapeOf(v: unknown): unknown {
   if (Array.isArray(v)) return v.length ? [shapeOf(v[0])] : [];
-  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shapeOf((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, shapeOf((v as Record<string, unknown>)[k])]),
+    );
   return v === null ? "null" : typeof v;
 }
 
@@ -480,8 +553,18 @@ async function checkWireFormat(ctx: Ctx, scenarios: Scenario[]): Promise<void> {
     body: JSON.stringify(body),
   });
   if (scenarios.includes("create") || scenarios.includes("contended")) {
-    requests.push({ name: "create", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }, c.token), exact: false });
-    requests.push({ name: "create (no token)", path: "/trpc/orders.create", init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }), exact: false });
+    requests.push({
+      name: "create",
+      path: "/trpc/orders.create",
+      init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }, c.token),
+      exact: false,
+    });
+    requests.push({
+      name: "create (no token)",
+      path: "/trpc/orders.create",
+      init: post({ items: [{ productId: ctx.productIds[1], quantity: 1 }] }),
+      exact: false,
+    });
   }
   if (scenarios.includes("login")) {
     requests.push({ name: "login", path: "/trpc/auth.login", init: post({ email: c.email, password: BENCH_PASSWORD }), exact: false });
@@ -503,7 +586,10 @@ async function checkWireFormat(ctx: Ctx, scenarios: Scenario[]): Promise<void> {
     const sa = strip(a);
     const alike = (x: typeof a) => {
       const sx = strip(x);
-      return a.status === x.status && (r.exact ? JSON.stringify(sa) === JSON.stringify(sx) : JSON.stringify(shapeOf(sa)) === JSON.stringify(shapeOf(sx)));
+      return (
+        a.status === x.status &&
+        (r.exact ? JSON.stringify(sa) === JSON.stringify(sx) : JSON.stringify(shapeOf(sa)) === JSON.stringify(shapeOf(sx)))
+      );
     };
     const same = alike(b) && alike(c);
     if (!same) {
@@ -533,10 +619,13 @@ async function runContended(ctx: Ctx) {
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${ctx.customers[i % ctx.customers.length].token}` },
           body,
-        }).then(async (res) => {
-          await res.arrayBuffer();
-          return res.status;
-        }, () => 0),
+        }).then(
+          async (res) => {
+            await res.arrayBuffer();
+            return res.status;
+          },
+          () => 0,
+        ),
       ),
     );
     const drainMs = performance.now() - started;
@@ -545,13 +634,19 @@ async function runContended(ctx: Ctx) {
     const conflicts = statuses.filter((s) => s === 409).length;
     return { drainMs, ok, conflicts, other: ORDERS - ok - conflicts, stockAfter: row.stock };
   };
-  const rounds: { service: Awaited<ReturnType<typeof once>>; baseline: Awaited<ReturnType<typeof once>>; plain: Awaited<ReturnType<typeof once>> }[] = [];
+  const rounds: {
+    service: Awaited<ReturnType<typeof once>>;
+    baseline: Awaited<ReturnType<typeof once>>;
+    plain: Awaited<ReturnType<typeof once>>;
+  }[] = [];
   for (let r = 1; r <= Math.max(ctx.opts.rounds, 1); r++) {
     const service = await once(ctx.service);
     const baseline = await once(ctx.baseline);
     const plain = await once(ctx.plain);
     rounds.push({ service, baseline, plain });
-    log(`contended round ${r}: service ${service.ok} ok / ${service.conflicts} conflict in ${service.drainMs.toFixed(0)} ms, baseline ${baseline.ok} ok / ${baseline.conflicts} conflict in ${baseline.drainMs.toFixed(0)} ms, plain ${plain.ok} ok / ${plain.conflicts} conflict in ${plain.drainMs.toFixed(0)} ms`);
+    log(
+      `contended round ${r}: service ${service.ok} ok / ${service.conflicts} conflict in ${service.drainMs.toFixed(0)} ms, baseline ${baseline.ok} ok / ${baseline.conflicts} conflict in ${baseline.drainMs.toFixed(0)} ms, plain ${plain.ok} ok / ${plain.conflicts} conflict in ${plain.drainMs.toFixed(0)} ms`,
+    );
   }
   const exact = rounds.every((r) => r.service.ok === STOCK && r.service.conflicts === ORDERS - STOCK && r.service.stockAfter === 0);
   const exactBaseline = rounds.every((r) => r.baseline.ok === STOCK && r.baseline.stockAfter === 0);
@@ -560,21 +655,31 @@ async function runContended(ctx: Ctx) {
     exitCode = 1;
   }
   if (!exactBaseline) ctx.warnings.push("contended: the baseline did not sell exactly the stock (see the JSON)");
-  targets.push({ name: `contended: exactly ${STOCK} of ${ORDERS} orders succeed, stock ends at 0`, value: rounds[0]?.service.ok ?? null, threshold: String(STOCK), met: exact });
+  targets.push({
+    name: `contended: exactly ${STOCK} of ${ORDERS} orders succeed, stock ends at 0`,
+    value: rounds[0]?.service.ok ?? null,
+    threshold: String(STOCK),
+    met: exact,
+  });
   return {
     kind: "contended" as const,
     orders: ORDERS,
     stock: STOCK,
     service: { drainMsMedian: round(median(rounds.map((r) => r.service.drainMs)), 1), exact },
     baseline: { drainMsMedian: round(median(rounds.map((r) => r.baseline.drainMs)), 1), exact: exactBaseline },
-    plain: { drainMsMedian: round(median(rounds.map((r) => r.plain.drainMs)), 1), exact: rounds.every((r) => r.plain.ok === STOCK && r.plain.stockAfter === 0) },
+    plain: {
+      drainMsMedian: round(median(rounds.map((r) => r.plain.drainMs)), 1),
+      exact: rounds.every((r) => r.plain.ok === STOCK && r.plain.stockAfter === 0),
+    },
     rounds,
   };
 }
 
 // --- scale ----------------------------------------------------------------------------------------
 
-async function timeGet(url: string): Promise<{ ms: number; body: { result?: { data?: { items: unknown[]; nextCursor: string | null } } } }> {
+async function timeGet(
+  url: string,
+): Promise<{ ms: number; body: { result?: { data?: { items: unknown[]; nextCursor: string | null } } } }> {
   const started = performance.now();
   const res = await fetch(url);
   const body = (await res.json()) as { result?: { data?: { items: unknown[]; nextCursor: string | null } } };
@@ -588,7 +693,14 @@ async function explain(ctx: Ctx, q: Parameters<typeof listProductsStatement>[0])
   const rows = await ctx.admin.unsafe<{ "QUERY PLAN": string }[]>(`${HARNESS_MARK} explain (analyze, buffers) ${text}`, params);
   const plan = rows.map((r) => r["QUERY PLAN"]);
   const execMs = Number(/Execution Time: ([\d.]+) ms/.exec(plan.join("\n"))?.[1] ?? NaN);
-  return { plan, executionMs: execMs, top: plan.slice(0, 4).map((l) => l.trim()).join(" | ") };
+  return {
+    plan,
+    executionMs: execMs,
+    top: plan
+      .slice(0, 4)
+      .map((l) => l.trim())
+      .join(" | "),
+  };
 }
 
 async function runScale(ctx: Ctx) {
@@ -629,11 +741,16 @@ async function runScale(ctx: Ctx) {
   ]);
   const pages = { service: { page1: s1, pageN: sN }, baseline: { page1: b1, pageN: bN } };
   const pageRatio = pages.service.pageN.p50Ms / pages.service.page1.p50Ms;
-  log(`scale: page 1 p50 ${pages.service.page1.p50Ms} ms, page ${target} p50 ${pages.service.pageN.p50Ms} ms (×${pageRatio.toFixed(2)}); walk p50 ${median(walkMs).toFixed(2)} ms/page`);
+  log(
+    `scale: page 1 p50 ${pages.service.page1.p50Ms} ms, page ${target} p50 ${pages.service.pageN.p50Ms} ms (×${pageRatio.toFixed(2)}); walk p50 ${median(walkMs).toFixed(2)} ms/page`,
+  );
 
   // Two-word terms match 1 in 400 names, one material 1 in 20, a number a handful, one nothing.
   const terms = ["Granite Lamp", "copper", "leather sofa", "77777", "no such product"];
-  const search: Record<string, { service: { p50Ms: number; p99Ms: number }; baseline: { p50Ms: number; p99Ms: number }; matchesOnPage: number }> = {};
+  const search: Record<
+    string,
+    { service: { p50Ms: number; p99Ms: number }; baseline: { p50Ms: number; p99Ms: number }; matchesOnPage: number }
+  > = {};
   for (const term of terms) {
     const first = await timeGet(listUrl(ctx.service, { limit: 20, search: term }));
     const [service, baseline] = await sampleInterleaved([
@@ -641,7 +758,9 @@ async function runScale(ctx: Ctx) {
       { server: ctx.baseline, input: { limit: 20, search: term } },
     ]);
     search[term] = { service, baseline, matchesOnPage: first.body.result?.data?.items.length ?? 0 };
-    log(`scale: search "${term}" p50 ${search[term].service.p50Ms} ms (baseline ${search[term].baseline.p50Ms} ms, ${search[term].matchesOnPage} on page 1)`);
+    log(
+      `scale: search "${term}" p50 ${search[term].service.p50Ms} ms (baseline ${search[term].baseline.p50Ms} ms, ${search[term].matchesOnPage} on page 1)`,
+    );
   }
   const searchP50 = Math.max(...terms.map((t) => search[t].service.p50Ms));
 
@@ -649,13 +768,20 @@ async function runScale(ctx: Ctx) {
   const explains = {
     page1: await explain(ctx, { sort: "newest", limit: 20 }),
     pageN: await explain(ctx, { sort: "newest", limit: 20, after: [decoded[1], decoded[2]] }),
-    ...Object.fromEntries(await Promise.all(terms.map(async (t) => [`search "${t}"`, await explain(ctx, { sort: "newest", limit: 20, search: t })] as const))),
+    ...Object.fromEntries(
+      await Promise.all(terms.map(async (t) => [`search "${t}"`, await explain(ctx, { sort: "newest", limit: 20, search: t })] as const)),
+    ),
   };
   for (const [k, v] of Object.entries(explains)) log(`scale: EXPLAIN ${k}: ${v.executionMs} ms: ${v.top}`);
 
   const full = Number(n) >= 1_000_000;
   targets.push({ name: `page ${target} within 1.5× page 1 (p50)`, value: round(pageRatio, 2), threshold: "1.5×", met: pageRatio <= 1.5 });
-  targets.push({ name: `search p50 < 20 ms at ${Number(n).toLocaleString("en")} products (worst term)`, value: searchP50, threshold: "20 ms", met: searchP50 < 20 });
+  targets.push({
+    name: `search p50 < 20 ms at ${Number(n).toLocaleString("en")} products (worst term)`,
+    value: searchP50,
+    threshold: "20 ms",
+    met: searchP50 < 20,
+  });
   if (!full) ctx.warnings.push(`scale ran on ${Number(n).toLocaleString("en")} products, not 1,000,000: its targets are only indicative`);
   return {
     kind: "scale" as const,
@@ -688,14 +814,29 @@ async function runStatic(ctx: Ctx) {
     const runs: WrkResult[] = [];
     for (const connections of [16, 64]) {
       const ticks0 = cpuTicks(server.proc.pid) ?? NaN;
-      const r = await runWrk({ url: server.url, script: "static.lua", connections, threads: ctx.opts.wrkThreads, seconds: Math.max(1, Math.min(ctx.opts.seconds, 5)), dataDir: ctx.dataDir });
+      const r = await runWrk({
+        url: server.url,
+        script: "static.lua",
+        connections,
+        threads: ctx.opts.wrkThreads,
+        seconds: Math.max(1, Math.min(ctx.opts.seconds, 5)),
+        dataDir: ctx.dataDir,
+      });
       const serverUs = (((cpuTicks(server.proc.pid) ?? NaN) - ticks0) * TICK_US) / Math.max(1, r.requests);
       runs.push(r);
-      log(`static (${connections} connections): ${r.rps.toFixed(0)} req/s, wrk ${r.wrkCpuUsPerRequest.toFixed(1)} µs CPU/request, server ${serverUs.toFixed(1)} µs CPU/request`);
+      log(
+        `static (${connections} connections): ${r.rps.toFixed(0)} req/s, wrk ${r.wrkCpuUsPerRequest.toFixed(1)} µs CPU/request, server ${serverUs.toFixed(1)} µs CPU/request`,
+      );
     }
     return {
       kind: "static" as const,
-      runs: runs.map((r, i) => ({ connections: [16, 64][i], rps: round(r.rps, 0), p50Ms: round(r.p50Ms), p99Ms: round(r.p99Ms), wrkCpuUsPerRequest: round(r.wrkCpuUsPerRequest, 1) })),
+      runs: runs.map((r, i) => ({
+        connections: [16, 64][i],
+        rps: round(r.rps, 0),
+        p50Ms: round(r.p50Ms),
+        p99Ms: round(r.p99Ms),
+        wrkCpuUsPerRequest: round(r.wrkCpuUsPerRequest, 1),
+      })),
     };
   } finally {
     await server.stop();
@@ -704,14 +845,21 @@ async function runStatic(ctx: Ctx) {
 
 // --- report ---------------------------------------------------------------------------------------
 
-const fmt = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? "—" : x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (x: number | null | undefined, digits = 0) =>
+  x === null || x === undefined || !Number.isFinite(x)
+    ? "—"
+    : x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   const lines: string[] = [];
   lines.push("");
-  lines.push(`mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service with its request log (default LOG_LEVEL)`);
+  lines.push(
+    `mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service with its request log (default LOG_LEVEL)`,
+  );
   lines.push("");
-  lines.push("| scenario | conns | service req/s | p50 / p99 ms | same-SQL req/s | p50 / p99 ms | plain-SQL req/s | p50 / p99 ms | s / same | s / plain | errors s/same/plain |");
+  lines.push(
+    "| scenario | conns | service req/s | p50 / p99 ms | same-SQL req/s | p50 / p99 ms | plain-SQL req/s | p50 / p99 ms | s / same | s / plain | errors s/same/plain |",
+  );
   lines.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const name of ["login", "list", "byId", "create"] as const) {
     const r = results[name] as HttpScenarioResult | undefined;
@@ -726,7 +874,10 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   for (const name of ["login", "list", "byId", "create"] as const) {
     const r = results[name] as HttpScenarioResult | undefined;
     if (!r) continue;
-    const rounds = r.service.rounds.map((s, i) => `${fmt(s.rps)} / ${fmt(r.baseline.rounds[i]?.rps)} / ${fmt(r.plain.rounds[i]?.rps)} (${fmt(s.rps / (r.plain.rounds[i]?.rps ?? NaN), 2)})`);
+    const rounds = r.service.rounds.map(
+      (s, i) =>
+        `${fmt(s.rps)} / ${fmt(r.baseline.rounds[i]?.rps)} / ${fmt(r.plain.rounds[i]?.rps)} (${fmt(s.rps / (r.plain.rounds[i]?.rps ?? NaN), 2)})`,
+    );
     lines.push(`- ${name}: ${rounds.join("; ")}`);
   }
   lines.push("");
@@ -736,7 +887,9 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
     const r = results[name] as HttpScenarioResult | undefined;
     if (!r) continue;
     const st = r.statementsPerRequestBySide;
-    const pgs = [r.pgbench, ...(r.extraPgbench ?? [])].filter((x) => x).map((x) => `${fmt(x!.tps)} (${x!.kind}, ${(x as { mode?: string }).mode ?? ""})`);
+    const pgs = [r.pgbench, ...(r.extraPgbench ?? [])]
+      .filter((x) => x)
+      .map((x) => `${fmt(x!.tps)} (${x!.kind}, ${(x as { mode?: string }).mode ?? ""})`);
     lines.push(`| ${name} | ${st ? `${st.service} / ${st.baseline} / ${st.plain}` : "—"} | ${pgs.join("; ") || "—"} |`);
   }
   if (ctx.db.ownServer) {
@@ -748,7 +901,11 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
     for (const name of ["login", "list", "byId", "create"] as const) {
       const r = results[name] as HttpScenarioResult | undefined;
       if (!r) continue;
-      for (const [side, x] of [["service", r.service], ["same-SQL", r.baseline], ["plain-SQL", r.plain]] as const) {
+      for (const [side, x] of [
+        ["service", r.service],
+        ["same-SQL", r.baseline],
+        ["plain-SQL", r.plain],
+      ] as const) {
         const total = x.cpuUsPerRequest + (x.postgresCpuUsPerRequest ?? 0) + (x.pgbouncerCpuUsPerRequest ?? 0) + x.wrkCpuUsPerRequest;
         lines.push(
           `| ${name} | ${side} | ${fmt(x.rps)} | ${fmt(x.cpuUsPerRequest)} | ${fmt(x.postgresCpuUsPerRequest)} | ${fmt(x.pgbouncerCpuUsPerRequest)} | ${fmt(x.wrkCpuUsPerRequest)} | ${fmt(total)} | ${fmt((availableParallelism() * 1e6) / total)} |`,
@@ -759,25 +916,41 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   const create = results.create as HttpScenarioResult | undefined;
   if (create?.roundTripsPerOrder) {
     lines.push("");
-    lines.push(`create: statements per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, same-SQL ${create.roundTripsPerOrder.baseline}, plain-SQL ${create.roundTripsPerOrder.plain}; service and same-SQL baseline send the same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`);
-    if (create.explain) lines.push(`create: EXPLAIN ANALYZE of one guarded decrement: ${create.explain.plan.find((l) => l.startsWith("Planning Time"))}, Execution Time ${create.explain.executionMs} ms`);
+    lines.push(
+      `create: statements per order, from pg_stat_statements: service ${create.roundTripsPerOrder.service}, same-SQL ${create.roundTripsPerOrder.baseline}, plain-SQL ${create.roundTripsPerOrder.plain}; service and same-SQL baseline send the same statements: ${create.statementsPerRequest?.sameStatements ? "yes" : "NO"}`,
+    );
+    if (create.explain)
+      lines.push(
+        `create: EXPLAIN ANALYZE of one guarded decrement: ${create.explain.plan.find((l) => l.startsWith("Planning Time"))}, Execution Time ${create.explain.executionMs} ms`,
+      );
   }
   const login = results.login as HttpScenarioResult | undefined;
   if (login?.hashCeiling) {
-    lines.push(`login: argon2id verify ${login.hashCeiling.msPerHash} ms → ceiling ${login.hashCeiling.cores} cores × 1000 / ms = ${fmt(login.hashCeiling.ceilingPerSecond)}/s (${fmt(login.hashCeiling.parallelPerSecond)}/s measured with ${login.hashCeiling.cores} verifies in flight); service at ${fmt((login.service.rps / login.hashCeiling.ceilingPerSecond) * 100)} % of it`);
+    lines.push(
+      `login: argon2id verify ${login.hashCeiling.msPerHash} ms → ceiling ${login.hashCeiling.cores} cores × 1000 / ms = ${fmt(login.hashCeiling.ceilingPerSecond)}/s (${fmt(login.hashCeiling.parallelPerSecond)}/s measured with ${login.hashCeiling.cores} verifies in flight); service at ${fmt((login.service.rps / login.hashCeiling.ceilingPerSecond) * 100)} % of it`,
+    );
   }
   const contended = results.contended as Awaited<ReturnType<typeof runContended>> | undefined;
   if (contended) {
-    lines.push(`contended: ${contended.orders} orders on stock ${contended.stock}: service drains in ${fmt(contended.service.drainMsMedian)} ms (median), exactly ${contended.stock} succeed: ${contended.service.exact ? "yes" : "NO"}; same-SQL baseline ${fmt(contended.baseline.drainMsMedian)} ms, plain-SQL ${fmt(contended.plain.drainMsMedian)} ms`);
+    lines.push(
+      `contended: ${contended.orders} orders on stock ${contended.stock}: service drains in ${fmt(contended.service.drainMsMedian)} ms (median), exactly ${contended.stock} succeed: ${contended.service.exact ? "yes" : "NO"}; same-SQL baseline ${fmt(contended.baseline.drainMsMedian)} ms, plain-SQL ${fmt(contended.plain.drainMsMedian)} ms`,
+    );
   }
   const scale = results.scale as Awaited<ReturnType<typeof runScale>> | undefined;
   if (scale) {
-    lines.push(`scale (${fmt(scale.products)} products): page 1 p50 ${scale.pages.service.page1.p50Ms} ms, page ${scale.page} p50 ${scale.pages.service.pageN.p50Ms} ms (×${scale.pageRatio}); worst search p50 ${scale.searchWorstP50Ms} ms`);
+    lines.push(
+      `scale (${fmt(scale.products)} products): page 1 p50 ${scale.pages.service.page1.p50Ms} ms, page ${scale.page} p50 ${scale.pages.service.pageN.p50Ms} ms (×${scale.pageRatio}); worst search p50 ${scale.searchWorstP50Ms} ms`,
+    );
   }
   const stat = results.static as Awaited<ReturnType<typeof runStatic>> | undefined;
-  if (stat) lines.push(`load generator (wrk against a static Bun.serve): ${stat.runs.map((r) => `${fmt(r.rps)} req/s at ${r.connections} conns, ${r.wrkCpuUsPerRequest} µs wrk CPU per request`).join("; ")}`);
+  if (stat)
+    lines.push(
+      `load generator (wrk against a static Bun.serve): ${stat.runs.map((r) => `${fmt(r.rps)} req/s at ${r.connections} conns, ${r.wrkCpuUsPerRequest} µs wrk CPU per request`).join("; ")}`,
+    );
   lines.push(`peak RSS (VmHWM): service ${fmt(Number(memory.serviceHwmMb), 1)} MB, baseline ${fmt(Number(memory.baselineHwmMb), 1)} MB`);
-  lines.push(`load on the machine during the run: 1-minute load average ${loadAverages.map((x) => x.toFixed(1)).join(" → ")} (${availableParallelism()} cores)`);
+  lines.push(
+    `load on the machine during the run: 1-minute load average ${loadAverages.map((x) => x.toFixed(1)).join(" → ")} (${availableParallelism()} cores)`,
+  );
   lines.push("");
   lines.push("| target | value | threshold | met |");
   lines.push("|---|---:|---:|---|");
@@ -880,7 +1053,9 @@ async function main() {
       cwd: repoRoot,
     });
     cleanups.push(() => plain.stop());
-    log(`service ${service.url} (pid ${service.proc.pid}), same-SQL baseline ${baseline.url} (pid ${baseline.proc.pid}), plain-SQL baseline ${plain.url} (pid ${plain.proc.pid}); ${opts.mode}; logs in ${dataDir}`);
+    log(
+      `service ${service.url} (pid ${service.proc.pid}), same-SQL baseline ${baseline.url} (pid ${baseline.proc.pid}), plain-SQL baseline ${plain.url} (pid ${plain.proc.pid}); ${opts.mode}; logs in ${dataDir}`,
+    );
     const loadTimer = setInterval(() => loadAverages.push(Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0])), 60_000);
     loadAverages.push(Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]));
     cleanups.push(async () => clearInterval(loadTimer));
@@ -921,7 +1096,12 @@ async function main() {
       durationSeconds: Math.round((finished.getTime() - started.getTime()) / 1000),
       command: `bun run bench ${process.argv.slice(2).join(" ")}`.trim(),
       machine: { cores: availableParallelism(), cpu: cpu[0]?.model, memoryGb: round(totalmem() / 2 ** 30, 1), bun: Bun.version },
-      database: { ownServer: db.ownServer, via: opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "PgBouncer (transaction mode), DATABASE_PREPARE=false", poolMax: opts.poolMax },
+      database: {
+        ownServer: db.ownServer,
+        via:
+          opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "PgBouncer (transaction mode), DATABASE_PREPARE=false",
+        poolMax: opts.poolMax,
+      },
       options: opts,
       results,
       memory,
@@ -930,18 +1110,27 @@ async function main() {
     };
     const dir = join(repoRoot, "bench", "results");
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${started.toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`);
+    const file = join(
+      dir,
+      `${started
+        .toISOString()
+        .replace(/:/g, "-")
+        .replace(/\.\d+Z$/, "Z")}${opts.smoke ? "-smoke" : ""}.json`,
+    );
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     log(`results written to ${file}`);
     if (!opts.smoke) {
       const md = join(dir, `${started.toISOString().slice(0, 16).replace(":", "")}Z-${opts.label}-${opts.mode}.md`);
-      writeFileSync(md, `# \`${report.command}\`\n\n${started.toISOString()}, ${report.durationSeconds} s; JSON: \`${file.slice(dir.length + 1)}\` (not committed)\n${markdown}\n`);
+      writeFileSync(
+        md,
+        `# \`${report.command}\`\n\n${started.toISOString()}, ${report.durationSeconds} s; JSON: \`${file.slice(dir.length + 1)}\` (not committed)\n${markdown}\n`,
+      );
       log(`report written to ${md}`);
     }
     if (opts.smoke && ctx.warnings.some((w) => !w.startsWith("scale ran on"))) exitCode = 1;
   } catch (error) {
     exitCode = 1;
-    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
+    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
     for (const f of ["service.log", "baseline.log"]) {
       try {
         const text = readFileSync(join(dataDir, f), "utf8").trim();

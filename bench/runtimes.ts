@@ -4,14 +4,14 @@
 // (src/server.ts): the same database through PgBouncer, the same wrk scripts as bench/run.ts,
 // one run, rounds alternating between the two hosts so that drift on a shared machine hits both.
 // A figure for comparison, not a target. Writes bench/results/<date>-deno.md (not with --smoke).
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createPostgresDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
 import { loadProducts } from "./lib/load";
 import { openBenchDatabase } from "./lib/postgres";
-import { cpuTicks, freePort, sleep, startServer, TICK_US, type Server } from "./lib/proc";
+import { cpuTicks, freePort, type Server, sleep, startServer, TICK_US } from "./lib/proc";
 import { ensureWrk, runWrk } from "./lib/wrk";
 
 const arg = (name: string, fallback: number) => {
@@ -28,7 +28,13 @@ const log = (msg: string) => console.log(`[runtimes] ${msg}`);
 const SCENARIOS = { list: "list.lua", byId: "by-id.lua" } as const;
 type Name = keyof typeof SCENARIOS;
 type Host = "bun" | "deno";
-interface Run { rps: number; p50Ms: number; p99Ms: number; errors: number; cpuUsPerRequest: number }
+interface Run {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  cpuUsPerRequest: number;
+}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -61,18 +67,35 @@ async function main() {
     };
     const [bunPort, denoPort] = [await freePort(), await freePort()];
     const bun = await startServer({
-      name: "bun", cmd: [process.execPath, "run", "src/server.ts"], env: { ...env, PORT: String(bunPort) },
-      port: bunPort, healthPath: "/health", logFile: join(dataDir, "bun.log"), cwd: repoRoot,
+      name: "bun",
+      cmd: [process.execPath, "run", "src/server.ts"],
+      env: { ...env, PORT: String(bunPort) },
+      port: bunPort,
+      healthPath: "/health",
+      logFile: join(dataDir, "bun.log"),
+      cwd: repoRoot,
     });
     servers.push(bun);
     // deno itself (not through npm), so its pid is the one whose CPU is counted; the permissions
     // are `npm run start:deno`'s.
     const deno = await startServer({
       name: "deno",
-      cmd: [join(repoRoot, "node_modules/.bin/deno"), "run", "--allow-net=127.0.0.1", `--allow-read=.,${env.DATA_DIR},/usr/bin/ldd`,
-        `--allow-write=${env.DATA_DIR}`, "--allow-env", "--allow-ffi=node_modules", "src/deno.ts"],
+      cmd: [
+        join(repoRoot, "node_modules/.bin/deno"),
+        "run",
+        "--allow-net=127.0.0.1",
+        `--allow-read=.,${env.DATA_DIR},/usr/bin/ldd`,
+        `--allow-write=${env.DATA_DIR}`,
+        "--allow-env",
+        "--allow-ffi=node_modules",
+        "src/deno.ts",
+      ],
       env: { ...env, PORT: String(denoPort) },
-      port: denoPort, healthPath: "/health", logFile: join(dataDir, "deno.log"), cwd: repoRoot, timeoutMs: 60_000,
+      port: denoPort,
+      healthPath: "/health",
+      logFile: join(dataDir, "deno.log"),
+      cwd: repoRoot,
+      timeoutMs: 60_000,
     });
     servers.push(deno);
     const hosts: Record<Host, Server> = { bun, deno };
@@ -94,9 +117,17 @@ async function main() {
           const w = await runWrk({ url: server.url, script: SCENARIOS[name], connections: CONNECTIONS, threads: 1, seconds, dataDir });
           await sleep(300);
           const t1 = cpuTicks(server.proc.pid) ?? NaN;
-          const run = { rps: w.rps, p50Ms: w.p50Ms, p99Ms: w.p99Ms, errors: w.errors, cpuUsPerRequest: ((t1 - t0) * TICK_US) / Math.max(1, w.requests) };
+          const run = {
+            rps: w.rps,
+            p50Ms: w.p50Ms,
+            p99Ms: w.p99Ms,
+            errors: w.errors,
+            cpuUsPerRequest: ((t1 - t0) * TICK_US) / Math.max(1, w.requests),
+          };
           runs[name][h].push(run);
-          log(`${name} ${h} round ${r + 1}: ${run.rps.toFixed(0)} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, ${run.errors} errors, ${run.cpuUsPerRequest.toFixed(0)} µs CPU/request`);
+          log(
+            `${name} ${h} round ${r + 1}: ${run.rps.toFixed(0)} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms, ${run.errors} errors, ${run.cpuUsPerRequest.toFixed(0)} µs CPU/request`,
+          );
         }
       }
     }
@@ -131,7 +162,9 @@ async function main() {
       writeFileSync(file, report);
       log(`written ${file}`);
     }
-    const errors = Object.values(runs).flatMap((byHost) => Object.values(byHost).flat()).reduce((n, r) => n + r.errors, 0);
+    const errors = Object.values(runs)
+      .flatMap((byHost) => Object.values(byHost).flat())
+      .reduce((n, r) => n + r.errors, 0);
     if (errors > 0) {
       log(`${errors} non-2xx answers or socket errors: see ${dataDir}/*.log`);
       process.exitCode = 1;

@@ -1,18 +1,19 @@
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
+import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { sql } from "drizzle-orm";
+import { corsFor, securityHeaders } from "./browser";
+import type { AppDeps } from "./deps";
 import { describeError } from "./lib/logger";
 import { metricsRoute, observeRequests } from "./observability/http";
-import { answerSingleQuery } from "./trpc/query-fast-path";
+import { mountReference, type ReferenceScript } from "./reference";
 import { appRouter } from "./routers";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
-import type { AppDeps } from "./deps";
-import { corsFor, securityHeaders } from "./browser";
-import { mountReference, type ReferenceScript } from "./reference";
+import { answerSingleQuery } from "./trpc/query-fast-path";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 export { MAX_BATCH_SIZE } from "./trpc/handler";
+
 const HEALTH_TIMEOUT_MS = 2000;
 
 type HostBindings = { socketAddress?: string };
@@ -79,7 +80,12 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
       ]);
       return c.json({ status: "ok", db: "ok" });
     } catch (error) {
-      deps.logger.warn("health check failed", { requestId: c.get("requestId"), traceId: c.get("traceId"), ...describeError(error), stack: undefined });
+      deps.logger.warn("health check failed", {
+        requestId: c.get("requestId"),
+        traceId: c.get("traceId"),
+        ...describeError(error),
+        stack: undefined,
+      });
       return c.json({ status: "degraded", db: "down" }, 503);
     } finally {
       clearTimeout(timer);

@@ -3,28 +3,30 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import { createPgliteDatabase, createPostgresDatabase, type Database, type DatabaseHandle } from "./db/client";
 import { acquireDataDirLock, DataDirBusyError, DataDirUnusableError, type LockOptions } from "./db/data-dir-lock";
-import { readMigrationFiles } from "drizzle-orm/migrator";
 import { applyStatementTimeout, migrationsFolder, runMigrations } from "./db/migrate";
 import { products, users } from "./db/schema";
 import { seedCatalog } from "./db/seed";
-import { ensureAdmin } from "./services/auth";
 import type { Env } from "./env";
 import type { Logger } from "./lib/logger";
 import type { StatementObserver } from "./observability/statements";
+import { ensureAdmin } from "./services/auth";
 
 /**
  * The database this process runs on. The embedded one is opened only after this process holds
  * DATA_DIR's lock (src/db/data-dir-lock.ts), and closing the handle releases it; a DATA_DIR held
  * by another process throws DataDirBusyError before anything under it is touched.
  */
-export async function openDatabase(
-  env: Env,
-  opts: LockOptions & { statements?: StatementObserver } = {},
-): Promise<DatabaseHandle> {
+export async function openDatabase(env: Env, opts: LockOptions & { statements?: StatementObserver } = {}): Promise<DatabaseHandle> {
   if (env.DATABASE_URL) {
-    return createPostgresDatabase({ url: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX, prepare: env.DATABASE_PREPARE, statements: opts.statements });
+    return createPostgresDatabase({
+      url: env.DATABASE_URL,
+      poolMax: env.DATABASE_POOL_MAX,
+      prepare: env.DATABASE_PREPARE,
+      statements: opts.statements,
+    });
   }
   const lock = await acquireDataDirLock(env.DATA_DIR, { command: opts.command, tempSocketName: opts.tempSocketName });
   try {
@@ -106,7 +108,8 @@ export async function prepareDatabase(handle: DatabaseHandle, env: Env, logger: 
   if (admin) logger.info("admin account ensured", { email: env.ADMIN_EMAIL, created: admin.created });
   else {
     const [{ n }] = await handle.db.select({ n: count() }).from(users).where(eq(users.role, "admin"));
-    if (n === 0) logger.warn("no admin account yet: set ADMIN_EMAIL and ADMIN_PASSWORD (8 to 128 characters) and start again to create one");
+    if (n === 0)
+      logger.warn("no admin account yet: set ADMIN_EMAIL and ADMIN_PASSWORD (8 to 128 characters) and start again to create one");
   }
   if (env.SEED) {
     const [{ n }] = await handle.db.select({ n: count() }).from(products);

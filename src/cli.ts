@@ -2,13 +2,13 @@
 // `npm run restore -- <backup id | latest> [--to <postgres url>] [--force]`.
 import { join } from "node:path";
 import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret, seedAdmin } from "./bootstrap";
-import { createDeps } from "./deps";
 import { acquireDataDirLock, DataDirBusyError, DataDirUnusableError } from "./db/data-dir-lock";
 import { applyStatementTimeout, runMigrations } from "./db/migrate";
 import { seedCatalog, seedDevData } from "./db/seed";
-import { parseEnvOrExit, type Env } from "./env";
-import { createLogger } from "./lib/logger";
+import { createDeps } from "./deps";
+import { type Env, parseEnvOrExit } from "./env";
 import { isJobName, jobNames } from "./jobs/types";
+import { createLogger } from "./lib/logger";
 
 const USAGE = "usage: cli.ts migrate | seed [--dev] | job <name> | restore <backup id | latest> [--to <postgres url>] [--force]";
 const JOB_USAGE = `usage: npm run job -- <name>, where <name> is one of: ${jobNames.join(", ")}`;
@@ -95,7 +95,8 @@ async function restore(env: Env, args: string[]): Promise<number> {
     else positional.push(args[i]!);
   }
   if (positional.length !== 1) throw new UsageError(RESTORE_USAGE);
-  if (to !== undefined && !/^postgres(ql)?:\/\/[^/]/.test(to)) throw new UsageError(`--to must be a postgres:// or postgresql:// URL: ${RESTORE_USAGE}`);
+  if (to !== undefined && !/^postgres(ql)?:\/\/[^/]/.test(to))
+    throw new UsageError(`--to must be a postgres:// or postgresql:// URL: ${RESTORE_USAGE}`);
   const { restoreBackup } = await import("./jobs/backup/restore");
   // The configured database when no --to is given: direct if possible, else through the pooler.
   const targetUrl = to ?? env.DATABASE_DIRECT_URL ?? env.DATABASE_URL;

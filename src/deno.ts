@@ -7,9 +7,9 @@ import { createApp } from "./app";
 import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { createDeps } from "./deps";
 import { parseEnvOrExit } from "./env";
-import { createLogger, describeError } from "./lib/logger";
 import { serveJobsThroughLock } from "./jobs/remote";
 import { startScheduler } from "./jobs/scheduler";
+import { createLogger, describeError } from "./lib/logger";
 
 // The few Deno runtime types used here; the project type-checks against bun-types, and Deno's
 // own lib would redeclare the same globals.
@@ -84,7 +84,9 @@ async function main() {
       handler,
     );
   } catch (error) {
-    console.error(`Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(
+      `Cannot start: HOST/PORT ${env.HOST}:${env.PORT} is not usable: ${error instanceof Error ? error.message : String(error)}`,
+    );
     await handle.close().catch(() => {});
     Deno.exit(1);
   }

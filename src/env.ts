@@ -1,6 +1,6 @@
 import * as v from "valibot";
-import { password } from "./lib/validation";
 import { isCommonPassword } from "./lib/common-passwords";
+import { password } from "./lib/validation";
 
 /** Thrown when a variable is missing or malformed; the message names it and says what is wrong. */
 export class EnvError extends Error {
@@ -28,17 +28,18 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
     String(fallback),
   );
 
-const postgresUrlNamed = (name: string) => v.pipe(
-  v.string(),
-  v.check((s) => {
-    try {
-      const u = new URL(s);
-      return (u.protocol === "postgres:" || u.protocol === "postgresql:") && u.hostname !== "";
-    } catch {
-      return false;
-    }
-  }, `${name} must be a postgres:// or postgresql:// URL with a host`),
-);
+const postgresUrlNamed = (name: string) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => {
+      try {
+        const u = new URL(s);
+        return (u.protocol === "postgres:" || u.protocol === "postgresql:") && u.hostname !== "";
+      } catch {
+        return false;
+      }
+    }, `${name} must be a postgres:// or postgresql:// URL with a host`),
+  );
 const postgresUrl = postgresUrlNamed("DATABASE_URL");
 
 const httpUrl = (name: string) =>
@@ -60,7 +61,12 @@ const CORS_MESSAGE = "CORS_ORIGINS must be comma-separated origins such as https
 const corsOrigins = v.optional(
   v.pipe(
     v.string(),
-    v.transform((s) => s.split(",").map((o) => o.trim()).filter((o) => o !== "")),
+    v.transform((s) =>
+      s
+        .split(",")
+        .map((o) => o.trim())
+        .filter((o) => o !== ""),
+    ),
     v.check((list) => list.every(isOrigin), CORS_MESSAGE),
   ),
   "",
@@ -103,10 +109,15 @@ const EnvSchema = v.pipe(
     LOG_LEVEL: v.optional(v.picklist(["debug", "info", "warn", "error"], "LOG_LEVEL must be debug, info, warn or error"), "info"),
     // Observability (docs/operations.md#observability).
     METRICS: flag("METRICS", true),
-    METRICS_TOKEN: v.optional(v.pipe(v.string(), v.regex(/^[\x21-\x7e]{16,256}$/, "METRICS_TOKEN must be 16 to 256 printable characters without spaces"))),
+    METRICS_TOKEN: v.optional(
+      v.pipe(v.string(), v.regex(/^[\x21-\x7e]{16,256}$/, "METRICS_TOKEN must be 16 to 256 printable characters without spaces")),
+    ),
     LOG_SLOW_QUERY_MS: integer("LOG_SLOW_QUERY_MS", 0, 3_600_000, 500),
     OTEL_EXPORTER_OTLP_ENDPOINT: v.optional(httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT")),
-    OTEL_SERVICE_NAME: v.optional(v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")), "commerce-backend"),
+    OTEL_SERVICE_NAME: v.optional(
+      v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")),
+      "commerce-backend",
+    ),
     // --- Accounts: mail, session chains, registration throttle, audit retention ---
     APP_URL: v.optional(
       v.pipe(
@@ -117,7 +128,10 @@ const EnvSchema = v.pipe(
     ),
     MAIL_TRANSPORT: v.optional(v.picklist(["log", "file", "smtp"], "MAIL_TRANSPORT must be log, file or smtp"), "log"),
     // Not v.email(): the default (a local host name without a dot) must pass.
-    MAIL_FROM: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^[^\s@<>]+@[^\s@<>]+$/, "MAIL_FROM must be an email address")), "no-reply@localhost"),
+    MAIL_FROM: v.optional(
+      v.pipe(v.string(), v.trim(), v.regex(/^[^\s@<>]+@[^\s@<>]+$/, "MAIL_FROM must be an email address")),
+      "no-reply@localhost",
+    ),
     SMTP_URL: v.optional(
       v.pipe(
         v.string(),
@@ -137,10 +151,7 @@ const EnvSchema = v.pipe(
     (e) => e.ADMIN_PASSWORD === undefined || !isCommonPassword(e.ADMIN_PASSWORD),
     "ADMIN_PASSWORD is one of the most common passwords: choose another",
   ),
-  v.check(
-    (e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined),
-    "ADMIN_EMAIL and ADMIN_PASSWORD must be set together",
-  ),
+  v.check((e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined), "ADMIN_EMAIL and ADMIN_PASSWORD must be set together"),
   v.transform((e) => ({
     ...e,
     BACKUP_DIR: e.BACKUP_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/backups`,

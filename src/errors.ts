@@ -3,13 +3,7 @@
  * procedure is a bug or an outage and reaches the client only as INTERNAL_SERVER_ERROR.
  * The tRPC mapping lives in one place: src/trpc/errors.ts.
  */
-export type DomainErrorKind =
-  | "BAD_REQUEST"
-  | "UNAUTHORIZED"
-  | "FORBIDDEN"
-  | "NOT_FOUND"
-  | "CONFLICT"
-  | "TOO_MANY_REQUESTS";
+export type DomainErrorKind = "BAD_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "CONFLICT" | "TOO_MANY_REQUESTS";
 
 export interface DomainErrorDetails {
   /** Products that are short of stock (CONFLICT on orders.create). */
@@ -34,8 +28,7 @@ export const unauthorized = (message = "Not signed in, or the session has ended:
   new DomainError("UNAUTHORIZED", message);
 export const forbidden = (message = "Your account is not allowed to do this") => new DomainError("FORBIDDEN", message);
 export const notFound = (what: string) => new DomainError("NOT_FOUND", `${what} not found`);
-export const conflict = (message: string, details?: DomainErrorDetails) =>
-  new DomainError("CONFLICT", message, details);
+export const conflict = (message: string, details?: DomainErrorDetails) => new DomainError("CONFLICT", message, details);
 export const tooManyRequests = (retryAfterSeconds: number, what = "Too many failed sign-in attempts") =>
   new DomainError("TOO_MANY_REQUESTS", `${what}: try again in ${retryAfterSeconds} seconds`, { retryAfterSeconds });
 

@@ -1,7 +1,7 @@
 // The OpenAPI 3.1 description of the tRPC wire, built from the routers themselves: every
 // procedure's valibot input schema, and its output schema from src/contract/shapes.ts. Built
 // once per process, on first request.
-import { toJsonSchema, toJsonSchemaDefs, type ConversionConfig, type JsonSchema } from "@valibot/to-json-schema";
+import { type ConversionConfig, type JsonSchema, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
 import type * as v from "valibot";
 import { namedShapes, procedureOutputs } from "./contract/shapes";
 import { appRouter } from "./routers";
@@ -73,7 +73,11 @@ const errorEnvelope = {
             httpStatus: { type: "integer" },
             path: { type: "string", description: "The procedure, e.g. orders.create." },
             requestId: { type: "string", description: "Also in the x-request-id response header." },
-            productIds: { type: "array", items: { type: "string", format: "uuid" }, description: "CONFLICT for insufficient stock: every short product." },
+            productIds: {
+              type: "array",
+              items: { type: "string", format: "uuid" },
+              description: "CONFLICT for insufficient stock: every short product.",
+            },
           },
         },
       },
@@ -161,10 +165,15 @@ export function buildOpenApiDocument(): Json {
       responses: Object.fromEntries(
         Object.entries(errorCodes).map(([code, [, description]]) => [
           code,
-          { description: `${code}: ${description}`, content: { "application/json": { schema: { $ref: `${COMPONENT_REF}ErrorEnvelope` } } } },
+          {
+            description: `${code}: ${description}`,
+            content: { "application/json": { schema: { $ref: `${COMPONENT_REF}ErrorEnvelope` } } },
+          },
         ]),
       ),
-      securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "accessToken from auth.register or auth.login" } },
+      securitySchemes: {
+        bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "accessToken from auth.register or auth.login" },
+      },
     },
   };
 }

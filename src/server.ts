@@ -2,11 +2,11 @@
 // gracefully on SIGTERM/SIGINT.
 import { createApp } from "./app";
 import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret } from "./bootstrap";
-import { parseEnvOrExit } from "./env";
-import { createBufferedWriter, createLogger, describeError } from "./lib/logger";
 import { createDeps } from "./deps";
-import { startScheduler } from "./jobs/scheduler";
+import { parseEnvOrExit } from "./env";
 import { serveJobsThroughLock } from "./jobs/remote";
+import { startScheduler } from "./jobs/scheduler";
+import { createBufferedWriter, createLogger, describeError } from "./lib/logger";
 import { createObservability } from "./observability";
 
 /** One line on stderr, exit 1: every start-up failure an operator can fix ends here. */
@@ -14,6 +14,7 @@ function stop(message: string): never {
   console.error(message);
   process.exit(1);
 }
+
 import { standaloneScriptFromNodeModules } from "./reference";
 
 async function main() {
@@ -37,7 +38,10 @@ async function main() {
   }
   const deps = createDeps(env, handle, { jwtSecret: await resolveJwtSecret(env), logger, observability });
   const app = createApp(deps, {
-    referenceScript: standaloneScriptFromNodeModules((s) => Bun.resolveSync(s, import.meta.dir), (p) => Bun.file(p)),
+    referenceScript: standaloneScriptFromNodeModules(
+      (s) => Bun.resolveSync(s, import.meta.dir),
+      (p) => Bun.file(p),
+    ),
   });
 
   let server;

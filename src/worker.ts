@@ -4,10 +4,10 @@
 // wrangler.toml swaps ./lib/passwords (native argon2) for ./lib/passwords-wasm at bundle time.
 import { createApp } from "./app";
 import { createPostgresDatabase, type DatabaseHandle } from "./db/client";
-import { EnvError, parseEnv, type Env } from "./env";
+import { createDeps } from "./deps";
+import { type Env, EnvError, parseEnv } from "./env";
 import { runScheduledJob } from "./jobs/dispatch";
 import { describeError } from "./lib/logger";
-import { createDeps } from "./deps";
 
 // The few Workers runtime types used here; @cloudflare/workers-types would redeclare the DOM
 // globals that bun-types already declares.
@@ -74,7 +74,9 @@ async function openInvocation(env: ReturnType<typeof parseWorkerEnv>) {
 
 function configError(error: unknown): Response {
   // One line, without the stack: the message already names the binding and what is wrong.
-  console.error(JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "worker misconfigured", error: (error as Error).message }));
+  console.error(
+    JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "worker misconfigured", error: (error as Error).message }),
+  );
   return Response.json({ error: { message: "The service is misconfigured; the operator has been told" } }, { status: 500 });
 }
 
@@ -89,7 +91,12 @@ function closeAfterBody(response: Response, handle: DatabaseHandle, ctx: Executi
     return response;
   }
   const { readable, writable } = new TransformStream();
-  ctx.waitUntil(response.body.pipeTo(writable).catch(() => {}).then(close));
+  ctx.waitUntil(
+    response.body
+      .pipeTo(writable)
+      .catch(() => {})
+      .then(close),
+  );
   return new Response(readable, response);
 }
 

@@ -5,8 +5,8 @@
 import type postgres from "postgres";
 import type { Database } from "../../src/db/client";
 import { createTokenConfig } from "../../src/lib/tokens";
-import { register } from "../../src/services/auth";
 import { systemAudit } from "../../src/services/audit";
+import { register } from "../../src/services/auth";
 import { createProduct } from "../../src/services/products";
 import { HARNESS_MARK } from "./postgres";
 import { progressBar } from "./proc";
@@ -34,7 +34,12 @@ export async function loadCustomers(db: Database, secret: string, count: number)
     const batch = await Promise.all(
       [i, i + 1]
         .filter((n) => n < count)
-        .map((n) => register(db, { tokens, now: new Date(), clientAddress: "bench" }, systemAudit(), { email: `bench-${stamp}-${n}@example.com`, password: BENCH_PASSWORD })),
+        .map((n) =>
+          register(db, { tokens, now: new Date(), clientAddress: "bench" }, systemAudit(), {
+            email: `bench-${stamp}-${n}@example.com`,
+            password: BENCH_PASSWORD,
+          }),
+        ),
     );
     for (const auth of batch) {
       const { sub, sid } = claimsOf(auth.accessToken);
@@ -47,12 +52,72 @@ export async function loadCustomers(db: Database, secret: string, count: number)
 }
 
 const WORDS = {
-  adjective: ["Rustic", "Sleek", "Ergonomic", "Handmade", "Vintage", "Compact", "Deluxe", "Modern", "Classic", "Portable",
-    "Heavy", "Light", "Smart", "Organic", "Premium", "Basic", "Royal", "Urban", "Arctic", "Golden"],
-  material: ["Cotton", "Granite", "Steel", "Wooden", "Leather", "Wool", "Bamboo", "Glass", "Ceramic", "Linen",
-    "Copper", "Marble", "Silk", "Concrete", "Rubber", "Plastic", "Velvet", "Bronze", "Oak", "Canvas"],
-  noun: ["Chair", "Table", "Lamp", "Mug", "Shirt", "Backpack", "Bottle", "Clock", "Keyboard", "Sofa",
-    "Jacket", "Pillow", "Kettle", "Wallet", "Helmet", "Speaker", "Blanket", "Vase", "Candle", "Notebook"],
+  adjective: [
+    "Rustic",
+    "Sleek",
+    "Ergonomic",
+    "Handmade",
+    "Vintage",
+    "Compact",
+    "Deluxe",
+    "Modern",
+    "Classic",
+    "Portable",
+    "Heavy",
+    "Light",
+    "Smart",
+    "Organic",
+    "Premium",
+    "Basic",
+    "Royal",
+    "Urban",
+    "Arctic",
+    "Golden",
+  ],
+  material: [
+    "Cotton",
+    "Granite",
+    "Steel",
+    "Wooden",
+    "Leather",
+    "Wool",
+    "Bamboo",
+    "Glass",
+    "Ceramic",
+    "Linen",
+    "Copper",
+    "Marble",
+    "Silk",
+    "Concrete",
+    "Rubber",
+    "Plastic",
+    "Velvet",
+    "Bronze",
+    "Oak",
+    "Canvas",
+  ],
+  noun: [
+    "Chair",
+    "Table",
+    "Lamp",
+    "Mug",
+    "Shirt",
+    "Backpack",
+    "Bottle",
+    "Clock",
+    "Keyboard",
+    "Sofa",
+    "Jacket",
+    "Pillow",
+    "Kettle",
+    "Wallet",
+    "Helmet",
+    "Speaker",
+    "Blanket",
+    "Vase",
+    "Candle",
+    "Notebook",
+  ],
 };
 
 /** Products through createProduct, with stock that the create scenario will not exhaust. */
@@ -61,7 +126,7 @@ export async function loadProducts(db: Database, count: number, stock: number, l
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
     const name = `${WORDS.adjective[i % 20]} ${WORDS.material[Math.floor(i / 20) % 20]} ${WORDS.noun[Math.floor(i / 400) % 20]} ${i}`;
-    const price = `${1 + (i * 7919) % 500}.${String((i * 31) % 100).padStart(2, "0")}`;
+    const price = `${1 + ((i * 7919) % 500)}.${String((i * 31) % 100).padStart(2, "0")}`;
     const p = await createProduct(db, { name, description: `Benchmark product ${i}`, price, stock });
     ids.push(p.id);
     if (i % 50 === 0 || i === count - 1) bar.update(i + 1);
@@ -73,12 +138,13 @@ export async function loadProducts(db: Database, count: number, stock: number, l
 /** The key tables pgbench draws its random ids from (see bench/lib/pgbench.ts). */
 export async function writeKeyTables(sql: postgres.Sql, productIds: string[], customers: Customer[]): Promise<void> {
   await sql.unsafe(`${HARNESS_MARK} create table if not exists bench_products (n int primary key, id uuid not null)`);
-  await sql.unsafe(`${HARNESS_MARK} create table if not exists bench_sessions (n int primary key, session_id uuid not null, user_id uuid not null)`);
-  await sql.unsafe(`${HARNESS_MARK} truncate bench_products, bench_sessions`);
   await sql.unsafe(
-    `${HARNESS_MARK} insert into bench_products (n, id) select n, id from unnest($1::uuid[]) with ordinality as t(id, n)`,
-    [`{${productIds.join(",")}}`],
+    `${HARNESS_MARK} create table if not exists bench_sessions (n int primary key, session_id uuid not null, user_id uuid not null)`,
   );
+  await sql.unsafe(`${HARNESS_MARK} truncate bench_products, bench_sessions`);
+  await sql.unsafe(`${HARNESS_MARK} insert into bench_products (n, id) select n, id from unnest($1::uuid[]) with ordinality as t(id, n)`, [
+    `{${productIds.join(",")}}`,
+  ]);
   await sql.unsafe(
     `${HARNESS_MARK} insert into bench_sessions (n, session_id, user_id)
        select n, s, u from unnest($1::uuid[], $2::uuid[]) with ordinality as t(s, u, n)`,

@@ -7,8 +7,9 @@
 // transaction), so no statement carries a subquery the service does not send. The one
 // exception: a fresh order id, which pgbench cannot make as text, is `gen_random_uuid()` in the
 // order INSERT (and the items take it back with \gset, as a parameter).
-import { join } from "node:path";
+
 import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   listProductsStatement,
   MAX_TOTAL,
@@ -108,7 +109,17 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         vars[`t${k}`] = fromCents(lines.reduce((sum, l) => sum + toCents(l.price) * l.quantity, 0));
         out.push(`${bind(ORDER_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: ":pending", 4: `:t${k}` })}`, "\\gset o_");
         out.push(
-          `${bind(orderItemsInsert(lines.length), Object.fromEntries(lines.flatMap((_, i) => [[4 * i + 1, ":o_id"], [4 * i + 2, `:p${k}_${i}`], [4 * i + 3, `:q${k}_${i}`], [4 * i + 4, `:c${k}_${i}`]])))};`,
+          `${bind(
+            orderItemsInsert(lines.length),
+            Object.fromEntries(
+              lines.flatMap((_, i) => [
+                [4 * i + 1, ":o_id"],
+                [4 * i + 2, `:p${k}_${i}`],
+                [4 * i + 3, `:q${k}_${i}`],
+                [4 * i + 4, `:c${k}_${i}`],
+              ]),
+            ),
+          )};`,
         );
         out.push("commit;", "");
         scripts.push(out.join("\n"));
@@ -120,7 +131,15 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         vars[`ids${k}`] = `{${lines.map((l) => l.id).join(",")}}`;
         vars[`qs${k}`] = `{${lines.map((l) => l.quantity).join(",")}}`;
         vars[`n${k}`] = String(lines.length);
-        const order = bind(ORDER_CTE, { 1: `:ids${k}`, 2: `:qs${k}`, 3: `:n${k}`, 4: ":maxtotal", 5: "gen_random_uuid()", 6: `:u${k}`, 7: ":maxtotal" });
+        const order = bind(ORDER_CTE, {
+          1: `:ids${k}`,
+          2: `:qs${k}`,
+          3: `:n${k}`,
+          4: ":maxtotal",
+          5: "gen_random_uuid()",
+          6: `:u${k}`,
+          7: ":maxtotal",
+        });
         scripts.push([session(k), `${oneLine(order)};`, ""].join("\n"));
         break;
       }
@@ -168,7 +187,8 @@ export async function runPgbench(opts: {
   const r = await runCommand(cmd);
   const num = (re: RegExp) => Number(re.exec(r.stdout)?.[1] ?? NaN);
   const tps = num(/tps = ([\d.]+) \(without initial connection time\)/);
-  if (r.code !== 0 || Number.isNaN(tps)) throw new Error(`pgbench failed (exit ${r.code}):\n${r.stdout.slice(0, 2000)}\n${r.stderr.slice(0, 2000)}`);
+  if (r.code !== 0 || Number.isNaN(tps))
+    throw new Error(`pgbench failed (exit ${r.code}):\n${r.stdout.slice(0, 2000)}\n${r.stderr.slice(0, 2000)}`);
   return {
     tps,
     latencyAvgMs: num(/latency average = ([\d.]+) ms/),

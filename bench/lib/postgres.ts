@@ -1,10 +1,10 @@
 // The database the benchmark runs on: its own Postgres 15 + PgBouncer (.ci/pg.sh), or the server
 // at BENCH_DATABASE_URL. Either way every run gets a fresh database, dropped at the end.
-import postgres from "postgres";
-import { mkdtempSync } from "node:fs";
+
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
+import postgres from "postgres";
 import { freePort, runCommand, treeCpuTicks } from "./proc";
 
 export interface BenchDatabase {

@@ -1,6 +1,7 @@
 // Child processes, ports and /proc readings for the harness (Linux only: the figures come from /proc).
-import { createServer } from "node:net";
+
 import { openSync, readdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import type { Subprocess } from "bun";
 
 export function freePort(): Promise<number> {
@@ -136,11 +137,7 @@ export async function runCommand(
   opts: { env?: Record<string, string | undefined>; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string; cpuUs: number }> {
   const proc = Bun.spawn(cmd, { cwd: opts.cwd, env: opts.env ?? process.env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   const usage = proc.resourceUsage();
   const cpuUs = usage ? Number(usage.cpuTime.user) + Number(usage.cpuTime.system) : NaN;
   return { code, stdout, stderr, cpuUs };
@@ -168,7 +165,9 @@ export function progressBar(label: string, total: number) {
         const decile = Math.floor(frac * 10);
         if (decile !== lastDecile) {
           lastDecile = decile;
-          process.stderr.write(`  ${label} ${Math.round(frac * 100)}% (${done.toLocaleString("en")}/${total.toLocaleString("en")}, ${secs.toFixed(1)}s)\n`);
+          process.stderr.write(
+            `  ${label} ${Math.round(frac * 100)}% (${done.toLocaleString("en")}/${total.toLocaleString("en")}, ${secs.toFixed(1)}s)\n`,
+          );
         }
       }
     },

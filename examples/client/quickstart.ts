@@ -1,7 +1,8 @@
 // A first typed session: register, list products, order one. Copied into a fresh client project
 // and run against a real server by test/client/client-package.test.ts, so it cannot drift.
-import { createTRPCClient, httpBatchLink, TRPCClientError } from "@trpc/client";
+
 import type { AppRouter, Order } from "@commerce-backend/client";
+import { createTRPCClient, httpBatchLink, TRPCClientError } from "@trpc/client";
 
 export function connect(baseUrl: string, getToken: () => string | undefined = () => undefined) {
   return createTRPCClient<AppRouter>({

@@ -1,9 +1,9 @@
 import type { PGlite } from "@electric-sql/pglite";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { SQL } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import type { StatementObserver } from "../observability/statements";
 import { allowServerPrepare } from "./prepared";
 import * as schema from "./schema";
-import type { StatementObserver } from "../observability/statements";
 
 export type Schema = typeof schema;
 /** What every service takes first: a Drizzle database or transaction on either driver. */

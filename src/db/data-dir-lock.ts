@@ -9,8 +9,9 @@
 // blocks a start. A live owner answers on the socket, which is also how a CLI asks a running
 // server who it is, or to run a job now (see `askDataDirOwner`). Only node:net and node:fs are
 // used, so the Bun host, the CLI and a Deno host share it.
-import { createConnection, createServer, type Server, type Socket } from "node:net";
+
 import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join, relative, resolve } from "node:path";
 import process from "node:process";
 
@@ -71,7 +72,9 @@ function socketPathOf(dataDir: string, name = LOCK_SOCKET): string {
   if (byteLength(absolute) <= MAX_SOCKET_PATH) return absolute;
   const rel = relative(process.cwd(), absolute);
   if (byteLength(rel) <= MAX_SOCKET_PATH) return rel;
-  throw new DataDirUnusableError(`DATA_DIR ${dataDir} is too long a path for its lock socket: use a path under ${MAX_SOCKET_PATH - 12} characters`);
+  throw new DataDirUnusableError(
+    `DATA_DIR ${dataDir} is too long a path for its lock socket: use a path under ${MAX_SOCKET_PATH - 12} characters`,
+  );
 }
 
 const code = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code;
@@ -201,7 +204,9 @@ export async function acquireDataDirLock(dataDir: string, opts: LockOptions = {}
           ? Promise.resolve(info)
           : handler
             ? handler(request).catch((error: unknown) => ({ error: error instanceof Error ? error.message : String(error) }))
-            : Promise.resolve({ error: `${describeOwner(info)} holds DATA_DIR but takes no requests (a server still starting, or a CLI command): try again when it is serving` });
+            : Promise.resolve({
+                error: `${describeOwner(info)} holds DATA_DIR but takes no requests (a server still starting, or a CLI command): try again when it is serving`,
+              });
       void answer.then((reply) => {
         if (!socket.destroyed) socket.end(`${JSON.stringify(reply ?? null)}\n`);
       });
@@ -223,7 +228,9 @@ export async function acquireDataDirLock(dataDir: string, opts: LockOptions = {}
     await chmod(tempPath, 0o600);
   } catch (error) {
     if (error instanceof DataDirBusyError) throw error;
-    throw new DataDirUnusableError(`DATA_DIR ${dataDir} is not usable (cannot create its lock socket: ${code(error) ?? (error as Error).message})`);
+    throw new DataDirUnusableError(
+      `DATA_DIR ${dataDir} is not usable (cannot create its lock socket: ${code(error) ?? (error as Error).message})`,
+    );
   }
   const closeTemp = async () => {
     await new Promise<void>((r) => server.close(() => r()));

@@ -1,7 +1,7 @@
-import { readMigrationFiles } from "drizzle-orm/migrator";
-import { sql } from "drizzle-orm";
 import { fileURLToPath } from "node:url";
-import { queryRows, type Database } from "./client";
+import { sql } from "drizzle-orm";
+import { readMigrationFiles } from "drizzle-orm/migrator";
+import { type Database, queryRows } from "./client";
 
 export const migrationsFolder = fileURLToPath(new URL("../../drizzle", import.meta.url));
 

@@ -1,8 +1,8 @@
 import { sql } from "drizzle-orm";
-import type { Database } from "./client";
-import { orderItems, orders, products, users } from "./schema";
 import { hashPassword } from "../lib/passwords";
 import { sha256Hex } from "../lib/tokens";
+import type { Database } from "./client";
+import { orderItems, orders, products, users } from "./schema";
 
 /** Stable ids derived from a name, so every seed run targets the same rows (ON CONFLICT DO NOTHING). */
 async function stableId(namespace: string, name: string): Promise<string> {
@@ -21,7 +21,12 @@ export const CATALOG: ReadonlyArray<{ name: string; description: string; price: 
   { name: "Leather Chelsea Boots", description: "Full-grain leather with elastic side panels.", price: "179.00", stock: 30 },
   { name: "Wool Blend Beanie", description: "Ribbed knit, one size.", price: "17.50", stock: 300 },
   { name: "Organic Cotton Socks (3 pairs)", description: "Cushioned sole, reinforced heel and toe.", price: "14.99", stock: 500 },
-  { name: "Stainless Steel Water Bottle 750 ml", description: "Double-walled, keeps drinks cold for 24 hours.", price: "29.00", stock: 210 },
+  {
+    name: "Stainless Steel Water Bottle 750 ml",
+    description: "Double-walled, keeps drinks cold for 24 hours.",
+    price: "29.00",
+    stock: 210,
+  },
   { name: "Ceramic Pour-Over Coffee Dripper", description: "Fits standard #2 filters.", price: "24.00", stock: 80 },
   { name: "Burr Coffee Grinder", description: "40 grind settings, conical steel burrs.", price: "119.00", stock: 25 },
   { name: "Cast Iron Skillet 26 cm", description: "Pre-seasoned, oven safe.", price: "39.90", stock: 70 },
@@ -53,9 +58,7 @@ export const CATALOG: ReadonlyArray<{ name: string; description: string; price: 
 
 /** Loads the sample catalog. Safe to run any number of times: existing rows are left alone. */
 export async function seedCatalog(db: Database): Promise<{ inserted: number }> {
-  const rows = await Promise.all(
-    CATALOG.map(async (p) => ({ id: await stableId("product", p.name), ...p })),
-  );
+  const rows = await Promise.all(CATALOG.map(async (p) => ({ id: await stableId("product", p.name), ...p })));
   const inserted = await db.insert(products).values(rows).onConflictDoNothing().returning({ id: products.id });
   return { inserted: inserted.length };
 }
@@ -95,8 +98,20 @@ export async function seedDevData(db: Database): Promise<{ users: number; orders
         if (!order) return;
         orderCount++;
         await tx.insert(orderItems).values([
-          { id: await stableId("item", `${orderId}:0`), orderId, productId: await stableId("product", lines[0].name), quantity: 1, price: lines[0].price },
-          { id: await stableId("item", `${orderId}:1`), orderId, productId: await stableId("product", lines[1].name), quantity: 2, price: lines[1].price },
+          {
+            id: await stableId("item", `${orderId}:0`),
+            orderId,
+            productId: await stableId("product", lines[0].name),
+            quantity: 1,
+            price: lines[0].price,
+          },
+          {
+            id: await stableId("item", `${orderId}:1`),
+            orderId,
+            productId: await stableId("product", lines[1].name),
+            quantity: 2,
+            price: lines[1].price,
+          },
         ]);
       });
     }

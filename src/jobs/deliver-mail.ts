@@ -1,7 +1,7 @@
-import { mailTransportFor } from "../mail/transport";
-import { deliverPendingMail } from "../services/mail";
 import type { AppDeps } from "../deps";
 import { describeError } from "../lib/logger";
+import { mailTransportFor } from "../mail/transport";
+import { deliverPendingMail } from "../services/mail";
 import { describeHost } from "./runs";
 import type { JobReport } from "./types";
 

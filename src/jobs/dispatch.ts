@@ -1,14 +1,15 @@
 // The Worker-safe half of the jobs: no node:fs, child_process or Bun APIs are reachable from
 // here, so the Worker's `scheduled` handler can import this module. Backups live in ./backup and
 // are loaded only by the Bun host (./index.ts).
+
+import type { JobDeps } from "../deps";
 import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute } from "./cron";
 import { runDeliverMail } from "./deliver-mail";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";
 import { claimJobRun, DEFAULT_LEASE_MS, describeHost, finishJobRun, renewJobRun } from "./runs";
-import type { JobDeps } from "../deps";
-import { jobSchedule, type JobName, type JobReport } from "./types";
+import { type JobName, type JobReport, jobSchedule } from "./types";
 
 export type JobRunner = (deps: JobDeps) => Promise<JobReport>;
 
@@ -76,16 +77,20 @@ export async function runClaimed(
     deps.observability?.metrics?.jobRun(name, "skipped", deps.clock());
     return { ...base, ran: false, skipped: claim.reason };
   }
-  if (claim.takenOverFrom) deps.logger.warn("job run taken over: its host stopped renewing the lease", { ...base, from: claim.takenOverFrom });
+  if (claim.takenOverFrom)
+    deps.logger.warn("job run taken over: its host stopped renewing the lease", { ...base, from: claim.takenOverFrom });
   deps.logger.info("job started", base);
   // Three heartbeats per lease: one lost to a slow query does not let another host in.
-  const timer = setInterval(() => {
-    renewJobRun(deps.db, name, minute, host)
-      .then((mine) => {
-        if (!mine) deps.logger.warn("job run lease lost to another host", base);
-      })
-      .catch((error) => deps.logger.error("renewing the job lease failed", { ...base, ...describeError(error) }));
-  }, Math.max(50, Math.floor(leaseMs / 3)));
+  const timer = setInterval(
+    () => {
+      renewJobRun(deps.db, name, minute, host)
+        .then((mine) => {
+          if (!mine) deps.logger.warn("job run lease lost to another host", base);
+        })
+        .catch((error) => deps.logger.error("renewing the job lease failed", { ...base, ...describeError(error) }));
+    },
+    Math.max(50, Math.floor(leaseMs / 3)),
+  );
   (timer as { unref?: () => void }).unref?.();
   let report: JobReport;
   try {

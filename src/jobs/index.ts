@@ -1,9 +1,10 @@
 // The Bun host's (and CLI's) view of the jobs: the edge jobs plus the backups, which are loaded
 // on demand so that nothing here drags node:fs or child_process into a Worker bundle that only
 // imports ./dispatch.
-import { edgeRunners, runReported, type JobRunner } from "./dispatch";
+
 import type { JobDeps } from "../deps";
-import { isJobName, jobNames, type JobName, type JobReport } from "./types";
+import { edgeRunners, type JobRunner, runReported } from "./dispatch";
+import { isJobName, type JobName, type JobReport, jobNames } from "./types";
 
 /** The runner of any job, backups included (Bun host and CLI only). */
 export async function loadRunner(name: JobName): Promise<JobRunner> {

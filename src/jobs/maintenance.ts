@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
-import { queryRows, type DatabaseHandle } from "../db/client";
-import { describeError } from "../lib/logger";
+import { type DatabaseHandle, queryRows } from "../db/client";
 import type { JobDeps } from "../deps";
+import { describeError } from "../lib/logger";
 import type { JobReport } from "./types";
 
 /** The design's tables, in its creation order. */
@@ -25,10 +25,7 @@ async function runOutsideTransaction(handle: DatabaseHandle, statement: string):
   }
 }
 
-export async function runMaintenance(
-  deps: JobDeps,
-  opts: { ordersThreshold?: number } = {},
-): Promise<JobReport> {
+export async function runMaintenance(deps: JobDeps, opts: { ordersThreshold?: number } = {}): Promise<JobReport> {
   const threshold = opts.ordersThreshold ?? ORDERS_PARTITION_THRESHOLD;
   const vacuumed: string[] = [];
   const failures: { table: string; error: string }[] = [];
@@ -49,7 +46,10 @@ export async function runMaintenance(
     sql`select c.relname as "table", pg_total_relation_size(c.oid) as bytes
           from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where n.nspname = 'public' and c.relkind in ('r', 'p')
-           and c.relname in (${sql.join(MAINTAINED_TABLES.map((t) => sql`${t}`), sql`, `)})
+           and c.relname in (${sql.join(
+             MAINTAINED_TABLES.map((t) => sql`${t}`),
+             sql`, `,
+           )})
          order by c.relname`,
   );
   const [{ n }] = await queryRows<{ n: string | number }>(deps.db, sql`select count(*) as n from orders`);

@@ -1,10 +1,10 @@
+import type { JobDeps } from "../deps";
+import { pruneExpiredAccountTokens } from "../services/account-tokens";
 import { pruneAuditEvents } from "../services/audit";
 import { pruneExpiredThrottles } from "../services/login-throttle";
-import { pruneExpiredAccountTokens } from "../services/account-tokens";
 import { pruneMailOutbox } from "../services/mail";
 import { PRUNE_BATCH_SIZE, pruneExpiredSessions } from "../services/sessions";
 import { pruneOldJobRuns } from "./runs";
-import type { JobDeps } from "../deps";
 import type { JobReport } from "./types";
 
 export async function runPruneSessions(deps: JobDeps, batchSize = PRUNE_BATCH_SIZE): Promise<JobReport> {

@@ -4,9 +4,9 @@
 // the socket needs the file permissions of DATA_DIR itself, so nobody gains anything by it who
 // could not already read the database files.
 import { askDataDirOwner, type DataDirLock } from "../db/data-dir-lock";
+import type { JobDeps } from "../deps";
 import { describeError } from "../lib/logger";
 import { runJobByName } from "./index";
-import type { JobDeps } from "../deps";
 import type { JobReport } from "./types";
 
 /** A job may run for as long as a backup of a large database takes. */
@@ -33,7 +33,7 @@ export function serveJobsThroughLock(lock: DataDirLock, deps: JobDeps): void {
 export async function runJobThroughOwner(dataDir: string, name: string): Promise<JobReport | undefined> {
   const answer = await askDataDirOwner(dataDir, { op: "job", name }, JOB_ANSWER_TIMEOUT_MS);
   if (!answer) return undefined;
-  const reply = answer.reply as Partial<JobReport> & { error?: string } | undefined;
+  const reply = answer.reply as (Partial<JobReport> & { error?: string }) | undefined;
   if (!reply || typeof reply !== "object") return { job: name, ok: false, error: "the process holding DATA_DIR did not answer" };
   if (typeof reply.ok !== "boolean") return { job: name, ok: false, error: reply.error ?? "the process holding DATA_DIR cannot run jobs" };
   return reply as JobReport;

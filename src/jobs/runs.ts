@@ -4,8 +4,8 @@
 // another host takes it over. Every claim is one short transaction under a transaction-level
 // advisory lock per job name: no session state (PgBouncer transaction mode), no transaction
 // held open while the job runs, and no two runs of one job at the same time.
-import { and, eq, isNotNull, isNull, lt, ne, sql, type SQL } from "drizzle-orm";
-import { queryRows, type Database } from "../db/client";
+import { and, eq, isNotNull, isNull, lt, ne, type SQL, sql } from "drizzle-orm";
+import { type Database, queryRows } from "../db/client";
 import { jobRuns } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { toDbTime } from "../lib/time";
@@ -13,9 +13,7 @@ import { toDbTime } from "../lib/time";
 /** A run whose heartbeat is older than this is taken to have lost its host. */
 export const DEFAULT_LEASE_MS = 5 * 60_000;
 
-export type Claim =
-  | { claimed: true; takenOverFrom?: string }
-  | { claimed: false; reason: "done" | "running" | "overlap"; holder?: string };
+export type Claim = { claimed: true; takenOverFrom?: string } | { claimed: false; reason: "done" | "running" | "overlap"; holder?: string };
 
 const dbNow = utcNow;
 /** When the run last proved it was alive: its heartbeat, or its start before the first one. */
@@ -28,13 +26,7 @@ const heartbeat = sql`jsonb_build_object('running', true, 'heartbeatAt', ${dbNow
  * is running it, or when any other run of the same job is still live (no overlap). A run whose
  * lease expired is taken over.
  */
-export async function claimJobRun(
-  db: Database,
-  job: string,
-  scheduledFor: Date,
-  host: string,
-  leaseMs = DEFAULT_LEASE_MS,
-): Promise<Claim> {
+export async function claimJobRun(db: Database, job: string, scheduledFor: Date, host: string, leaseMs = DEFAULT_LEASE_MS): Promise<Claim> {
   const minute = toDbTime(scheduledFor);
   return db.transaction(async (tx) => {
     // Serialises claims of one job across hosts; released at commit, so the pooler may move on.
@@ -76,7 +68,14 @@ export async function renewJobRun(db: Database, job: string, scheduledFor: Date,
 }
 
 /** Records the outcome, unless another host has taken the run over meanwhile. */
-export async function finishJobRun(db: Database, job: string, scheduledFor: Date, host: string, ok: boolean, report: unknown): Promise<void> {
+export async function finishJobRun(
+  db: Database,
+  job: string,
+  scheduledFor: Date,
+  host: string,
+  ok: boolean,
+  report: unknown,
+): Promise<void> {
   await db
     .update(jobRuns)
     .set({ finishedAt: sql`${dbNow}`, ok, report: sql`${JSON.stringify(report)}::jsonb` })
@@ -84,7 +83,10 @@ export async function finishJobRun(db: Database, job: string, scheduledFor: Date
 }
 
 /** Unfinished runs whose lease has expired: their host died, and they are due again. */
-export async function abandonedRuns(db: Database, leaseMs = DEFAULT_LEASE_MS): Promise<{ job: string; scheduledFor: Date; host: string }[]> {
+export async function abandonedRuns(
+  db: Database,
+  leaseMs = DEFAULT_LEASE_MS,
+): Promise<{ job: string; scheduledFor: Date; host: string }[]> {
   const rows = await db
     .select({ job: jobRuns.job, scheduledFor: jobRuns.scheduledFor, host: jobRuns.host })
     .from(jobRuns)

@@ -1,13 +1,13 @@
 // The Bun host's in-process scheduler: wakes at each UTC minute, runs the jobs whose cron
 // matches, and relies on job_runs claims so that any number of hosts run each job once.
+
+import type { JobDeps } from "../deps";
 import { describeError } from "../lib/logger";
 import { cronMatches, floorToMinute, parseCron } from "./cron";
-import { describeHost, runClaimed, type ClaimedRun, type ClaimOptions } from "./dispatch";
-import { abandonedRuns } from "./runs";
+import { type ClaimedRun, type ClaimOptions, describeHost, runClaimed } from "./dispatch";
 import { loadRunner } from "./index";
-import type { JobDeps } from "../deps";
-import { jobSchedule, type JobDefinition } from "./types";
-
+import { abandonedRuns } from "./runs";
+import { type JobDefinition, jobSchedule } from "./types";
 
 /** A host that was asleep (suspended laptop, long GC) catches up at most this many minutes. */
 const MAX_CATCH_UP_MINUTES = 5;
@@ -20,10 +20,7 @@ export interface Scheduler {
   tick(minute: Date): Promise<ClaimedRun[]>;
 }
 
-export function createScheduler(
-  deps: JobDeps,
-  opts: { jobs?: readonly JobDefinition[]; host?: string } & ClaimOptions = {},
-): Scheduler {
+export function createScheduler(deps: JobDeps, opts: { jobs?: readonly JobDefinition[]; host?: string } & ClaimOptions = {}): Scheduler {
   const jobs = (opts.jobs ?? jobSchedule).map((j) => ({ ...j, schedule: parseCron(j.cron) }));
   const host = opts.host ?? describeHost();
   return {
@@ -34,7 +31,9 @@ export function createScheduler(
       const abandoned = (await abandonedRuns(deps.db, opts.leaseMs)).filter((r) => known.has(r.job));
       return Promise.all([
         ...due.map(async (j) => runClaimed(j.name, await loadRunner(j.name), deps, minute, host, claim)),
-        ...abandoned.map(async (r) => runClaimed(r.job as JobDefinition["name"], await loadRunner(r.job as JobDefinition["name"]), deps, r.scheduledFor, host, claim)),
+        ...abandoned.map(async (r) =>
+          runClaimed(r.job as JobDefinition["name"], await loadRunner(r.job as JobDefinition["name"]), deps, r.scheduledFor, host, claim),
+        ),
       ]);
     },
   };

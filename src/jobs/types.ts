@@ -1,4 +1,3 @@
-
 export interface JobReport {
   job: string;
   ok: boolean;

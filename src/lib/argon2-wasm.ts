@@ -113,8 +113,18 @@ export function createArgon2(modules: Argon2Modules) {
     const { memoryCost: m, timeCost: t, parallelism: lanes, outputLen } = p;
     const type = VARIANT_CODE[variant];
     const h0 = blake2b(64, [
-      le32(lanes), le32(outputLen), le32(m), le32(t), le32(VERSION), le32(type),
-      le32(password.length), password, le32(salt.length), salt, le32(0), le32(0),
+      le32(lanes),
+      le32(outputLen),
+      le32(m),
+      le32(t),
+      le32(VERSION),
+      le32(type),
+      le32(password.length),
+      password,
+      le32(salt.length),
+      salt,
+      le32(0),
+      le32(0),
     ]);
 
     // A fresh instance per hash: its memory (m KiB) cannot shrink, so it is dropped with it.
@@ -146,7 +156,9 @@ export function createArgon2(modules: Argon2Modules) {
 
     /** False for a wrong password and for anything that is not a sane argon2 PHC string. */
     verify(encoded: string, password: string): boolean {
-      const match = /^\$(argon2id|argon2i|argon2d)\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/.exec(encoded);
+      const match = /^\$(argon2id|argon2i|argon2d)\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/.exec(
+        encoded,
+      );
       if (!match) return false;
       const [, variant, mText, tText, pText, saltText, tagText] = match;
       const [m, t, p] = [Number(mText), Number(tText), Number(pText)];

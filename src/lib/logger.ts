@@ -84,7 +84,10 @@ export function describeError(error: unknown): Record<string, unknown> {
       sqlState: (cause as { code?: unknown } | undefined)?.code,
       query,
       // The stack's first lines repeat the message, parameters included: keep only the frames.
-      stack: error.stack?.split("\n").filter((line) => line.trimStart().startsWith("at ")).join("\n"),
+      stack: error.stack
+        ?.split("\n")
+        .filter((line) => line.trimStart().startsWith("at "))
+        .join("\n"),
     };
   }
   return { error: error.message, errorName: error.name, stack: error.stack, cause: error.cause ? String(error.cause) : undefined };

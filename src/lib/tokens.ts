@@ -1,4 +1,4 @@
-import { SignJWT, jwtVerify } from "jose";
+import { jwtVerify, SignJWT } from "jose";
 import { unauthorized } from "../errors";
 
 export interface TokenConfig {
@@ -33,11 +33,7 @@ export async function signAccessToken(
  * jose accepts any algorithm valid for the key and treats `exp` as optional unless told,
  * so both are pinned here.
  */
-export async function verifyAccessToken(
-  config: TokenConfig,
-  token: string,
-  now: Date,
-): Promise<{ userId: string; sessionId: string }> {
+export async function verifyAccessToken(config: TokenConfig, token: string, now: Date): Promise<{ userId: string; sessionId: string }> {
   try {
     const { payload } = await jwtVerify(token, config.secret, {
       algorithms: ["HS256"],

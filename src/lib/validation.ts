@@ -16,12 +16,17 @@ v.setGlobalMessage((issue) => {
 
 function describeExpected(expected: string | null): string {
   if (!expected) return "valid";
-  const simple: Record<string, string> = { string: "a string", number: "a number", boolean: "true or false", Array: "an array", Object: "an object" };
+  const simple: Record<string, string> = {
+    string: "a string",
+    number: "a number",
+    boolean: "true or false",
+    Array: "an array",
+    Object: "an object",
+  };
   return simple[expected] ?? `one of ${expected}`;
 }
 
-export const uuid = (field: string) =>
-  v.pipe(v.string(`${field} must be a UUID`), v.uuid(`${field} must be a UUID`), v.toLowerCase());
+export const uuid = (field: string) => v.pipe(v.string(`${field} must be a UUID`), v.uuid(`${field} must be a UUID`), v.toLowerCase());
 
 const MONEY_RE = /^(\d{1,8})(?:\.(\d{1,2}))?$/;
 
@@ -73,9 +78,7 @@ export const limit = v.optional(
   20,
 );
 
-export const cursor = v.optional(
-  v.nullable(v.pipe(v.string("cursor must be a string"), v.maxLength(1024, "cursor is not valid"))),
-);
+export const cursor = v.optional(v.nullable(v.pipe(v.string("cursor must be a string"), v.maxLength(1024, "cursor is not valid"))));
 
 export const boundedInt = (field: string, min: number, max: number) =>
   v.pipe(

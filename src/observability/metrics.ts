@@ -1,7 +1,7 @@
 // Prometheus metrics, served by GET /metrics on the hosts that have a process to scrape (Bun,
 // Deno). Nothing here touches a runtime API, so any host can build it; the process metrics
 // (collectDefaultMetrics) are the host's choice.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 // Seconds. Requests and statements of this service sit between a millisecond and a second.
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

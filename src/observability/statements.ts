@@ -183,7 +183,9 @@ export function observePostgresClient(client: PostgresClient, observer: Statemen
         if (prop === "savepoint") {
           return (...args: unknown[]) => {
             const fn = args.pop() as (tx: PostgresClient) => unknown;
-            return ((target as unknown as { savepoint: (...a: unknown[]) => unknown }).savepoint)(...args, (tx: PostgresClient) => fn(wrap(tx)));
+            return (target as unknown as { savepoint: (...a: unknown[]) => unknown }).savepoint(...args, (tx: PostgresClient) =>
+              fn(wrap(tx)),
+            );
           };
         }
         return Reflect.get(target, prop, receiver);
@@ -205,11 +207,14 @@ export function observePgliteClient(client: PgliteClient, observer: StatementObs
         }
         if (prop === "exec") {
           return (text: string, options?: unknown) =>
-            observer.run(text, () => t.exec(text, options as never), (r) => (r as unknown[]).length);
+            observer.run(
+              text,
+              () => t.exec(text, options as never),
+              (r) => (r as unknown[]).length,
+            );
         }
         if (prop === "transaction") {
-          return (fn: (tx: Queryable) => unknown) =>
-            (t as unknown as PgliteClient).transaction((tx) => fn(wrap(tx)) as never);
+          return (fn: (tx: Queryable) => unknown) => (t as unknown as PgliteClient).transaction((tx) => fn(wrap(tx)) as never);
         }
         const value = Reflect.get(t, prop, t);
         return typeof value === "function" ? value.bind(t) : value;

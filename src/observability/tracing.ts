@@ -1,6 +1,6 @@
 // OpenTelemetry traces, exported over OTLP/HTTP. Only built when OTEL_EXPORTER_OTLP_ENDPOINT is
 // set: without it no provider is registered and @opentelemetry/api hands out no-op spans.
-import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
+import { context, propagation, type Tracer, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";

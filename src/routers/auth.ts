@@ -1,7 +1,7 @@
 import * as v from "valibot";
 import { deliverMailSoon } from "../jobs/deliver-mail";
-import * as auth from "../services/auth";
 import { accountToken, email, newPassword, password, uuid } from "../lib/validation";
+import * as auth from "../services/auth";
 import { auditContextOf, type Context } from "../trpc/context";
 import { protectedProcedure, publicProcedure, router } from "../trpc/init";
 
@@ -13,18 +13,16 @@ const authDeps = (ctx: Context) => ({
 });
 
 export const authRouter = router({
-  register: publicProcedure
-    .input(v.object({ email, password: newPassword("password") }))
-    .mutation(async ({ ctx, input }) => {
-      const result = await auth.register(
-        ctx.db,
-        { ...authDeps(ctx), registerLimitPerHour: ctx.env.REGISTER_LIMIT_PER_HOUR },
-        auditContextOf(ctx),
-        input,
-      );
-      deliverMailSoon(ctx);
-      return result;
-    }),
+  register: publicProcedure.input(v.object({ email, password: newPassword("password") })).mutation(async ({ ctx, input }) => {
+    const result = await auth.register(
+      ctx.db,
+      { ...authDeps(ctx), registerLimitPerHour: ctx.env.REGISTER_LIMIT_PER_HOUR },
+      auditContextOf(ctx),
+      input,
+    );
+    deliverMailSoon(ctx);
+    return result;
+  }),
 
   login: publicProcedure
     .input(v.object({ email, password: password("password") }))

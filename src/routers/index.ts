@@ -1,9 +1,9 @@
 import { router } from "../trpc/init";
+import { auditRouter } from "./audit";
 import { authRouter } from "./auth";
 import { inventoryRouter } from "./inventory";
 import { ordersRouter } from "./orders";
 import { productsRouter } from "./products";
-import { auditRouter } from "./audit";
 import { usersRouter } from "./users";
 
 export const appRouter = router({

@@ -12,9 +12,7 @@ const delta = v.pipe(
 );
 
 export const inventoryRouter = router({
-  get: publicProcedure
-    .input(v.object({ productId }))
-    .query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
+  get: publicProcedure.input(v.object({ productId })).query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
 
   adjust: adminProcedure
     .input(v.object({ productId, delta }))

@@ -29,9 +29,7 @@ const createInput = v.object({
 const byIdInput = v.object({ id: uuid("id") });
 
 export const ordersRouter = router({
-  create: protectedProcedure
-    .input(createInput)
-    .mutation(({ ctx, input }) => orders.createOrder(ctx.db, ctx.user, input)),
+  create: protectedProcedure.input(createInput).mutation(({ ctx, input }) => orders.createOrder(ctx.db, ctx.user, input)),
 
   list: protectedProcedure
     .input(optionalInput({ limit, cursor, status: v.optional(statusOf("status")), userId: v.optional(uuid("userId")) }))

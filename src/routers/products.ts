@@ -23,9 +23,7 @@ const sortMessage = `sort must be one of ${productService.productSorts.join(", "
 
 // A name_asc cursor carries a product name (up to 255 characters, 4 bytes each in UTF-8), so it
 // can be longer than the shared 1024-character cursor limit allows.
-const productCursor = v.optional(
-  v.nullable(v.pipe(v.string("cursor must be a string"), v.maxLength(2048, "cursor is not valid"))),
-);
+const productCursor = v.optional(v.nullable(v.pipe(v.string("cursor must be a string"), v.maxLength(2048, "cursor is not valid"))));
 
 const listInput = optionalInput({
   limit,
@@ -42,9 +40,7 @@ const listInput = optionalInput({
 export const productsRouter = router({
   list: publicProcedure.input(listInput).query(({ ctx, input }) => productService.listProducts(ctx.db, input)),
 
-  byId: publicProcedure
-    .input(v.object({ id: uuid("id") }))
-    .query(({ ctx, input }) => productService.getProduct(ctx.db, input.id)),
+  byId: publicProcedure.input(v.object({ id: uuid("id") })).query(({ ctx, input }) => productService.getProduct(ctx.db, input.id)),
 
   create: adminProcedure
     .input(

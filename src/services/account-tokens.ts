@@ -1,6 +1,6 @@
 import { and, eq, gt, isNull, lte } from "drizzle-orm";
 import type { Database } from "../db/client";
-import { accountTokens, type AccountTokenPurpose } from "../db/schema";
+import { type AccountTokenPurpose, accountTokens } from "../db/schema";
 import { toDbTime } from "../lib/time";
 import { hashToken } from "../lib/tokens";
 
@@ -8,12 +8,7 @@ import { hashToken } from "../lib/tokens";
  * Spends a token: one guarded UPDATE, so of two racing uses exactly one gets the user id.
  * Unknown, used, expired and other-purpose tokens alike give null.
  */
-export async function consumeAccountToken(
-  db: Database,
-  purpose: AccountTokenPurpose,
-  token: string,
-  now: Date,
-): Promise<string | null> {
+export async function consumeAccountToken(db: Database, purpose: AccountTokenPurpose, token: string, now: Date): Promise<string | null> {
   const nowText = toDbTime(now);
   const [row] = await db
     .update(accountTokens)

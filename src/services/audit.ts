@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { auditEvents } from "../db/schema";
@@ -58,7 +58,22 @@ export interface AuditEvent {
 // What `details` may carry: values of these keys only, so a secret cannot slip in by accident.
 type Detail = string | number | boolean | null;
 export type AuditDetails = Partial<
-  Record<"email" | "oldPrice" | "newPrice" | "oldStock" | "newStock" | "delta" | "oldStatus" | "newStatus" | "oldRole" | "newRole" | "name" | "revoked" | "reason", Detail>
+  Record<
+    | "email"
+    | "oldPrice"
+    | "newPrice"
+    | "oldStock"
+    | "newStock"
+    | "delta"
+    | "oldStatus"
+    | "newStatus"
+    | "oldRole"
+    | "newRole"
+    | "name"
+    | "revoked"
+    | "reason",
+    Detail
+  >
 >;
 
 export interface AuditEntry {
@@ -134,10 +149,7 @@ export async function pruneAuditEvents(db: Database, now: Date, retentionDays: n
   let total = 0;
   for (;;) {
     const batch = db.select({ id: auditEvents.id }).from(auditEvents).where(lt(auditEvents.at, cutoff)).limit(batchSize);
-    const rows = await db
-      .delete(auditEvents)
-      .where(sql`${auditEvents.id} in (${batch})`)
-      .returning({ id: auditEvents.id });
+    const rows = await db.delete(auditEvents).where(sql`${auditEvents.id} in (${batch})`).returning({ id: auditEvents.id });
     total += rows.length;
     if (rows.length < batchSize) return total;
   }

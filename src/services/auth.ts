@@ -1,14 +1,14 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
-import { accountStatus, sessionChains, sessions, users, type UserRole } from "../db/schema";
+import { accountStatus, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
-import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
-import { digestsEqual, hashToken, signAccessToken, verifyAccessToken, type TokenConfig } from "../lib/tokens";
+import { fromDbTime, toDbTime, toIso } from "../lib/time";
+import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
 import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
-import { recordAudit, type AuditContext } from "./audit";
+import { type AuditContext, recordAudit } from "./audit";
 import { clearEmailThrottle, forgiveAttempt, reserveLoginAttempt, reserveQuota } from "./login-throttle";
 import { enqueueMail } from "./mail";
 
@@ -227,7 +227,9 @@ export async function authenticate(db: Database, deps: AuthDeps, token: string):
 
 export async function getUser(db: Database, userId: string): Promise<User> {
   const [row] = await preparedQuery(db, "auth.user", () =>
-    selectUsers(db).where(eq(users.id, sql.placeholder("userId"))).limit(1),
+    selectUsers(db)
+      .where(eq(users.id, sql.placeholder("userId")))
+      .limit(1),
   ).execute({ userId });
   if (!row) throw unauthorized();
   return toUser(row as UserRow);
@@ -327,11 +329,7 @@ export async function changePassword(
   await forgiveAttempt(db, current.email, deps.clientAddress);
   const passwordHash = await hashPassword(input.newPassword);
   return db.transaction(async (tx) => {
-    const [updated] = await tx
-      .update(users)
-      .set({ passwordHash, updatedAt: utcNow })
-      .where(eq(users.id, current.id))
-      .returning();
+    const [updated] = await tx.update(users).set({ passwordHash, updatedAt: utcNow }).where(eq(users.id, current.id)).returning();
     if (!updated) throw unauthorized();
     const auth = await issueSession(tx, deps, { ...user, ...updated });
     const newSessionId = (await verifyAccessToken(deps.tokens, auth.accessToken, deps.now)).sessionId;
@@ -400,11 +398,7 @@ export async function resetPassword(
   });
 }
 
-export async function requestEmailVerification(
-  db: Database,
-  deps: { now: Date },
-  current: AuthenticatedUser,
-): Promise<{ ok: true }> {
+export async function requestEmailVerification(db: Database, deps: { now: Date }, current: AuthenticatedUser): Promise<{ ok: true }> {
   const user = await userById(db, current.id);
   if (!user) throw unauthorized();
   if (user.emailVerified) throw conflict("This email address is already verified");
@@ -457,5 +451,3 @@ export async function ensureAdmin(db: Database, email: string, password: string)
   });
   return { created: false };
 }
-
-

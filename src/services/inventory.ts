@@ -1,12 +1,12 @@
-import { and, asc, eq, lte, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, lte, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
-import { toPage, type Page } from "../lib/page";
-import { recordAudit, systemAudit, type AuditContext } from "./audit";
+import { type Page, toPage } from "../lib/page";
+import { type AuditContext, recordAudit, systemAudit } from "./audit";
 
 /** The API's ceiling for a stock level (well inside the column's 32-bit integer). */
 export const MAX_STOCK = 1_000_000_000;
@@ -123,5 +123,10 @@ export async function listLowStock(db: Database, input: LowStockInput): Promise<
     .where(and(...conditions))
     .orderBy(asc(products.stock), asc(products.id))
     .limit(input.limit + 1);
-  return toPage(rows, input.limit, (last) => encodeCursor(["low_stock", last.stock, last.productId]), (row) => row);
+  return toPage(
+    rows,
+    input.limit,
+    (last) => encodeCursor(["low_stock", last.stock, last.productId]),
+    (row) => row,
+  );
 }

@@ -1,6 +1,6 @@
-import { eq, lt, sql, type SQL } from "drizzle-orm";
-import type { Database } from "../db/client";
+import { eq, lt, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
+import type { Database } from "../db/client";
 import { queryRows } from "../db/client";
 import { loginThrottle } from "../db/schema";
 import { tooManyRequests } from "../errors";
@@ -14,7 +14,6 @@ export const MAX_ATTEMPTS_PER_ADDRESS = 100;
 
 export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
-
 
 const t = loginThrottle;
 const col = (c: { name: string }) => sql.identifier(c.name);
@@ -80,7 +79,6 @@ export async function pruneExpiredThrottles(db: Database, now: Date, batchSize: 
   const { deleted } = await deleteInBatches(db, loginThrottle, loginThrottle.key, lt(loginThrottle.expiresAt, toDbTime(now)), batchSize);
   return deleted;
 }
-
 
 /**
  * A fixed-window quota in the same table as the login throttle (keys with their own prefix):

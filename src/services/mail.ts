@@ -1,6 +1,6 @@
 import { and, eq, inArray, lte, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
-import { accountStatus, accountTokens, mailOutbox, users, type AccountTokenPurpose, type MailKind } from "../db/schema";
+import { type AccountTokenPurpose, accountStatus, accountTokens, type MailKind, mailOutbox, users } from "../db/schema";
 import { describeError, type Logger } from "../lib/logger";
 import { toDbTime } from "../lib/time";
 import { hashToken } from "../lib/tokens";

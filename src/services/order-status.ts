@@ -1,4 +1,4 @@
-import { orderStatuses, type OrderStatus } from "../db/schema";
+import { type OrderStatus, orderStatuses } from "../db/schema";
 
 /**
  * The one table of legal status moves. Everything else (including staying put) is illegal.

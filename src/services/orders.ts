@@ -1,17 +1,17 @@
-import { and, eq, getTableColumns, gte, inArray, sql, type SQL } from "drizzle-orm";
-import { toPage, type Page } from "../lib/page";
-import * as v from "valibot";
-import { queryRows, type Database } from "../db/client";
-import { preparesOnServer } from "../db/prepared";
+import { and, eq, getTableColumns, gte, inArray, type SQL, sql } from "drizzle-orm";
 import { alias, type PgColumn } from "drizzle-orm/pg-core";
-import { orderIdempotencyKeys, orderItems, orders, products, type OrderStatus, type UserRole } from "../db/schema";
+import * as v from "valibot";
+import { type Database, queryRows } from "../db/client";
+import { preparesOnServer } from "../db/prepared";
+import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
-import { badRequest, conflict, DomainError, notFound, sqlState } from "../errors";
+import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
 import { decodeCursor, encodeCursor, timestampText, uuidText } from "../lib/cursor";
+import { type Page, toPage } from "../lib/page";
 import { toIso } from "../lib/time";
 import { sha256Hex } from "../lib/tokens";
+import { type AuditContext, recordAudit, systemAudit } from "./audit";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
-import { recordAudit, systemAudit, type AuditContext } from "./audit";
 
 export interface OrderItem {
   id: string;
@@ -152,7 +152,9 @@ function textOf(shape: string, build: () => { toSQL(): { sql: string } }): strin
 
 /** Sends a rendered statement on this database or transaction (server-prepared when allowed). */
 async function send<T>(db: Database, text: string, params: unknown[], onServer: boolean): Promise<T[]> {
-  const result = (await db._.session.prepareQuery({ sql: text, params }, undefined, onServer ? "orders" : undefined, false).execute()) as unknown;
+  const result = (await db._.session
+    .prepareQuery({ sql: text, params }, undefined, onServer ? "orders" : undefined, false)
+    .execute()) as unknown;
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
@@ -271,7 +273,12 @@ function placeOrder(
       const rows = await tx
         .select({ id: products.id, price: products.price, stock: products.stock })
         .from(products)
-        .where(inArray(products.id, lines.map((l) => l.productId)))
+        .where(
+          inArray(
+            products.id,
+            lines.map((l) => l.productId),
+          ),
+        )
         .orderBy(products.id)
         .for("update");
       const byId = new Map(rows.map((r) => [r.id, r]));
@@ -292,19 +299,26 @@ function placeOrder(
 
     const orderId = crypto.randomUUID();
     const [placed, items, claimed] = await Promise.all([
-      send<Record<string, unknown>>(tx, orderInsertText(tx), [orderId, actor.id, "pending" satisfies OrderStatus, fromCents(cents)], onServer),
+      send<Record<string, unknown>>(
+        tx,
+        orderInsertText(tx),
+        [orderId, actor.id, "pending" satisfies OrderStatus, fromCents(cents)],
+        onServer,
+      ),
       send<Record<string, unknown>>(
         tx,
         itemsInsertText(tx, lines.length),
         lines.flatMap((l, n) => [orderId, l.productId, l.quantity, prices[n]]),
         onServer,
       ),
-      idempotency &&
-        send(tx, keyInsertText(tx), [actor.id, idempotency.key, idempotency.requestHash, orderId], onServer),
+      idempotency && send(tx, keyInsertText(tx), [actor.id, idempotency.key, idempotency.requestHash, orderId], onServer),
       ...(lockFirst ? taken.map((run) => run()) : []),
     ]);
     if (claimed && claimed.length === 0) throw new Refusal("key taken");
-    return orderOf(fromDb(orders, placed[0]), items.map((i) => fromDb(orderItems, i)));
+    return orderOf(
+      fromDb(orders, placed[0]),
+      items.map((i) => fromDb(orderItems, i)),
+    );
   });
 }
 
@@ -316,16 +330,17 @@ async function stockConflict(db: Database, lines: { productId: string; quantity:
   const rows = await db
     .select({ id: products.id, stock: products.stock })
     .from(products)
-    .where(inArray(products.id, lines.map((l) => l.productId)));
+    .where(
+      inArray(
+        products.id,
+        lines.map((l) => l.productId),
+      ),
+    );
   const stock = new Map(rows.map((r) => [r.id, r.stock]));
   return shortStock(lines.filter((l) => (stock.get(l.productId) ?? 0) < l.quantity).map((l) => l.productId));
 }
 
-async function findKeyedOrder(
-  db: Database,
-  userId: string,
-  key: string,
-): Promise<{ requestHash: string; order: Order } | undefined> {
+async function findKeyedOrder(db: Database, userId: string, key: string): Promise<{ requestHash: string; order: Order } | undefined> {
   const k = orderIdempotencyKeys;
   const [row] = await queryRows<{ request_hash: string; order: unknown }>(
     db,
@@ -377,7 +392,11 @@ export async function getOrder(db: Database, actor: Actor, id: string): Promise<
 }
 
 /** `in (…)` of the statuses an order may move from. */
-const statusIn = (from: readonly OrderStatus[]) => sql`${orders.status} in (${sql.join(from.map((s) => sql`${s}::varchar`), sql`, `)})`;
+const statusIn = (from: readonly OrderStatus[]) =>
+  sql`${orders.status} in (${sql.join(
+    from.map((s) => sql`${s}::varchar`),
+    sql`, `,
+  )})`;
 const col = (c: { name: string }) => sql.identifier(c.name);
 
 /**
@@ -486,11 +505,7 @@ export async function updateOrderStatus(
 
 /** Why a guarded UPDATE matched nothing, read after the fact: missing (or not yours), or an illegal move. */
 async function explainRefusal(db: Database, actor: Actor, id: string, target: OrderStatus): Promise<DomainError> {
-  const [current] = await db
-    .select({ status: orders.status, userId: orders.userId })
-    .from(orders)
-    .where(eq(orders.id, id))
-    .limit(1);
+  const [current] = await db.select({ status: orders.status, userId: orders.userId }).from(orders).where(eq(orders.id, id)).limit(1);
   if (!current || (actor.role !== "admin" && current.userId !== actor.id)) return notFound("Order");
   const next = ORDER_TRANSITIONS[current.status];
   const allowed = next.length ? `it can only become ${next.join(" or ")}` : "its status can no longer change";

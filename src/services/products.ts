@@ -1,5 +1,4 @@
-import { and, asc, desc, eq, gte, ilike, lte, sql, type SQL } from "drizzle-orm";
-import { toPage, type Page } from "../lib/page";
+import { and, asc, desc, eq, gte, ilike, lte, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
@@ -7,9 +6,10 @@ import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, notFound, sqlState } from "../errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
+import { type Page, toPage } from "../lib/page";
 import { toIso } from "../lib/time";
 import { noNul } from "../lib/validation";
-import { recordAudit, systemAudit, type AuditContext } from "./audit";
+import { type AuditContext, recordAudit, systemAudit } from "./audit";
 
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
 export type ProductSort = (typeof productSorts)[number];
@@ -23,7 +23,6 @@ export interface Product {
   createdAt: string;
   updatedAt: string;
 }
-
 
 export interface ListProductsInput {
   limit: number;
@@ -69,11 +68,7 @@ export function toProduct(row: ProductRow): Product {
 // an ISO string with milliseconds would skip or repeat rows created within the same millisecond.
 
 const priceText = v.pipe(v.string(), v.regex(/^\d{1,8}\.\d{2}$/));
-const nameText = v.pipe(
-  v.string(),
-  v.maxLength(255),
-  noNul("cursor"),
-);
+const nameText = v.pipe(v.string(), v.maxLength(255), noNul("cursor"));
 
 const productCursorSchema = v.union([
   v.strictTuple([v.literal("newest"), calendarTimestampText, uuidText]),
@@ -179,7 +174,13 @@ export function buildListProductsQuery(db: Database, input: ListProductsInput) {
 export async function listProducts(db: Database, input: ListProductsInput): Promise<Page<Product>> {
   const params = listParams(input);
   // One prepared query per shape (sort, stock filter, which values are present): at most 192.
-  const shape = [input.sort, String(input.inStock), ...Object.keys(params).filter((k) => params[k as keyof ListParams] !== undefined).sort()].join(":");
+  const shape = [
+    input.sort,
+    String(input.inStock),
+    ...Object.keys(params)
+      .filter((k) => params[k as keyof ListParams] !== undefined)
+      .sort(),
+  ].join(":");
   const rows = await preparedQuery(db, `products.list:${shape}`, () =>
     buildList(db, input.sort, input.inStock, params, (name) => sql.placeholder(name)),
   ).execute(params as unknown as Record<string, unknown>);
@@ -188,7 +189,11 @@ export async function listProducts(db: Database, input: ListProductsInput): Prom
 
 export async function getProduct(db: Database, id: string): Promise<Product> {
   const [row] = await preparedQuery(db, "products.byId", () =>
-    db.select().from(products).where(eq(products.id, sql.placeholder("id"))).limit(1),
+    db
+      .select()
+      .from(products)
+      .where(eq(products.id, sql.placeholder("id")))
+      .limit(1),
   ).execute({ id });
   if (!row) throw notFound("Product");
   return toProduct(row);
@@ -220,7 +225,11 @@ export async function updateProduct(db: Database, input: UpdateProductInput, aud
   if (Object.keys(changes).length === 0) throw badRequest("Give at least one of name, description or price to change");
   return db.transaction(async (tx) => {
     // The row lock makes the price read here the one this update replaces.
-    const [before] = await tx.select({ price: products.price, name: products.name }).from(products).where(eq(products.id, input.id)).for("update");
+    const [before] = await tx
+      .select({ price: products.price, name: products.name })
+      .from(products)
+      .where(eq(products.id, input.id))
+      .for("update");
     if (!before) throw notFound("Product");
     const [row] = await tx
       .update(products)
@@ -250,7 +259,12 @@ export async function deleteProduct(db: Database, id: string, audit: AuditContex
     return await db.transaction(async (tx) => {
       const deleted = await tx.delete(products).where(eq(products.id, id)).returning({ id: products.id, name: products.name });
       if (deleted.length === 0) throw notFound("Product");
-      await recordAudit(tx, audit, { action: "products.deleted", targetType: "product", targetId: id, details: { name: deleted[0]!.name } });
+      await recordAudit(tx, audit, {
+        action: "products.deleted",
+        targetType: "product",
+        targetId: id,
+        details: { name: deleted[0]!.name },
+      });
       return { ok: true as const };
     });
   } catch (error) {

@@ -1,5 +1,5 @@
 import { lt } from "drizzle-orm";
-import { deleteInBatches, type BatchedDeleteResult } from "../db/batched-delete";
+import { type BatchedDeleteResult, deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
 import { sessions } from "../db/schema";
 import { toDbTime } from "../lib/time";

@@ -1,12 +1,12 @@
-import { and, desc, eq, ilike, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, ilike, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { Database } from "../db/client";
-import { accountStatus, sessions, users, type UserRole } from "../db/schema";
+import { accountStatus, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { conflict, notFound } from "../errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import type { Page } from "../lib/page";
-import { recordAudit, type AuditContext } from "./audit";
+import { type AuditContext, recordAudit } from "./audit";
 import { selectUsers, toUser, type User, type UserRow } from "./auth";
 import { escapeLikePattern } from "./products";
 

@@ -1,8 +1,8 @@
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
+import type { AppDeps } from "../deps";
 import { describeError } from "../lib/logger";
 import { currentTraceId } from "../observability/trace-id";
 import type { AppRouter } from "../routers";
-import type { AppDeps } from "../deps";
 import { bearerToken, clientAddressOf } from "./context";
 
 export const TRPC_ENDPOINT = "/trpc";

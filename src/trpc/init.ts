@@ -55,4 +55,3 @@ export const adminProcedure = protectedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "admin") throw toTRPCError(forbidden("Only an admin may do this"));
   return next({ ctx });
 });
-

@@ -1,10 +1,10 @@
 import {
+  type AnyTRPCRouter,
   callTRPCProcedure,
   getTRPCErrorFromUnknown,
   getTRPCErrorShape,
-  transformTRPCResponse,
   TRPCError,
-  type AnyTRPCRouter,
+  transformTRPCResponse,
 } from "@trpc/server";
 import type { FetchHandlerRequestOptions } from "@trpc/server/adapters/fetch";
 import { getHTTPStatusCode, type TRPCRequestInfo } from "@trpc/server/http";
@@ -81,7 +81,15 @@ export async function answerSingleQuery<TRouter extends AnyTRPCRouter>(
   let error: TRPCError | undefined;
   try {
     ctx = await opts.createContext?.({ req, resHeaders, info });
-    const data = await callTRPCProcedure({ router, path, getRawInput: call.getRawInput, ctx, type: "query", signal: req.signal, batchIndex: 0 });
+    const data = await callTRPCProcedure({
+      router,
+      path,
+      getRawInput: call.getRawInput,
+      ctx,
+      type: "query",
+      signal: req.signal,
+      batchIndex: 0,
+    });
     answer = { result: { data } };
     if (isDataStream(data)) {
       // tRPC's own answer to a stream returned outside a streaming link, reported without a path.

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import type { Page } from "playwright-core";
 import { listProcedures } from "../../src/openapi";
-import { startServer, unusedPort, type RunningServer } from "../support/server";
+import { type RunningServer, startServer, unusedPort } from "../support/server";
 import { CHROMIUM, launchChromium } from "./chromium";
 
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -84,7 +84,10 @@ async function register(baseUrl: string) {
   const res = await fetch(`${baseUrl}/trpc/auth.register`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email: `browser-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`, password: "a long and uncommon passphrase" }),
+    body: JSON.stringify({
+      email: `browser-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`,
+      password: "a long and uncommon passphrase",
+    }),
   });
   const body = (await res.json()) as { result: { data: { accessToken: string } } };
   return body.result.data.accessToken;
@@ -101,7 +104,9 @@ describe.skipIf(!HAVE_CHROMIUM)("GET /docs in headless Chromium", () => {
     // Give late work (lazy chunks of the page, its fetch of /openapi.json) time to fail loudly.
     await page.waitForTimeout(3000);
     const text = await page.locator("body").innerText();
-    const missing = listProcedures().map((p) => p.path).filter((path) => !text.includes(path));
+    const missing = listProcedures()
+      .map((p) => p.path)
+      .filter((path) => !text.includes(path));
     expect(missing).toEqual([]);
     expect(problems).toEqual([]);
     expect(browser!.offLoopback).toEqual([]);

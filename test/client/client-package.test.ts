@@ -7,7 +7,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { onPostgres } from "../support/db";
-import { repoRoot, startServer, type RunningServer } from "../support/server";
+import { type RunningServer, repoRoot, startServer } from "../support/server";
 
 // The package does not depend on the database, and this file is slow (npm install, four tsc runs):
 // it runs in the PGlite pass of the suite only.
@@ -51,7 +51,13 @@ beforeAll(async () => {
   await writeJson(join(project, "package.json"), { name: "client-fixture", private: true, type: "module" });
   const installed = run(
     [
-      "npm", "install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", "--save-exact",
+      "npm",
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--prefer-offline",
+      "--loglevel=error",
+      "--save-exact",
       tarball,
       `@trpc/client@${rootPkg.dependencies["@trpc/client"]}`,
       `@trpc/server@${rootPkg.dependencies["@trpc/server"]}`,
@@ -102,7 +108,12 @@ export async function cheapest(): Promise<Product | undefined> {
 export type Product = any; export type RouterInputs = any; export type RouterOutputs = any; export type User = any; export type Order = any;\n`,
   );
   await writeJson(join(project, "tsconfig.any.json"), {
-    compilerOptions: { ...compilerOptions, module: "ESNext", moduleResolution: "Bundler", paths: { "@commerce-backend/client": ["./any/client.d.ts"] } },
+    compilerOptions: {
+      ...compilerOptions,
+      module: "ESNext",
+      moduleResolution: "Bundler",
+      paths: { "@commerce-backend/client": ["./any/client.d.ts"] },
+    },
     files,
   });
 
@@ -137,7 +148,20 @@ describe.skipIf(SKIP)("the packed tarball", () => {
   });
 
   test("exports AppRouter and every shape of the contract", () => {
-    for (const name of ["AppRouter", "User", "Session", "Product", "OrderItem", "Order", "OrderStatus", "Page", "Auth", "AuditEvent", "RouterInputs", "RouterOutputs"]) {
+    for (const name of [
+      "AppRouter",
+      "User",
+      "Session",
+      "Product",
+      "OrderItem",
+      "Order",
+      "OrderStatus",
+      "Page",
+      "Auth",
+      "AuditEvent",
+      "RouterInputs",
+      "RouterOutputs",
+    ]) {
       expect(declarations).toMatch(new RegExp(`export (type|interface) ${name}\\b`));
     }
   });

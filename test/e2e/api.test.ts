@@ -1,10 +1,10 @@
 // End to end over HTTP with the typed tRPC client, exactly as a TypeScript client calls the
 // service. Runs unchanged against any server: E2E_BASE_URL (e.g. `wrangler dev`), or else the
 // real Bun server (`bun run src/server.ts`) started here on a free port.
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createTRPCClient, httpBatchLink, TRPCClientError } from "@trpc/client";
 import type { AppRouter } from "../../src/index";
-import { startServer, removeDataDir, type RunningServer } from "../support/server";
+import { type RunningServer, removeDataDir, startServer } from "../support/server";
 
 // Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
 setDefaultTimeout(60_000);

@@ -4,9 +4,9 @@
 // answer 413 at once, stop reading, and leave the server answering others. (Behind `wrangler
 // dev`'s local proxy these fail intermittently with resets and 503s from the proxy itself; see
 // docs/operations.md, "Streamed request bodies on local workerd".)
-import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { MAX_BODY_BYTES } from "../../src/app";
-import { startServer, removeDataDir, type RunningServer } from "../support/server";
+import { type RunningServer, removeDataDir, startServer } from "../support/server";
 
 setDefaultTimeout(60_000);
 

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { removeDataDir, repoRoot, type RunningServer, startServer } from "../support/server";
+import { type RunningServer, removeDataDir, repoRoot, startServer } from "../support/server";
 
 const EXTERNAL = Boolean(process.env.E2E_BASE_URL);
 const ENTRY = "dist/bun/server.js";
@@ -45,8 +45,16 @@ describe.skipIf(EXTERNAL)("the server bundle (npm run build)", () => {
     ["a single query (the fast path)", `/trpc/products.list${q({ limit: 5 })}`, {}],
     ["a missing product: NOT_FOUND", `/trpc/products.byId${q({ id: MISSING })}`, {}],
     ["bad input: BAD_REQUEST", `/trpc/products.byId${q({ id: "not-a-uuid" })}`, {}],
-    ["a batch (the adapter)", `/trpc/products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`, {}],
-    ["a mutation without a token: UNAUTHORIZED", "/trpc/orders.create", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }],
+    [
+      "a batch (the adapter)",
+      `/trpc/products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`,
+      {},
+    ],
+    [
+      "a mutation without a token: UNAUTHORIZED",
+      "/trpc/orders.create",
+      { method: "POST", headers: { "content-type": "application/json" }, body: "{}" },
+    ],
     ["an unknown route", "/nothing-here", {}],
   ];
 

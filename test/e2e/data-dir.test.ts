@@ -20,7 +20,11 @@ async function tempDir() {
 }
 
 async function post(baseUrl: string, procedure: string, input: unknown) {
-  const res = await fetch(`${baseUrl}/trpc/${procedure}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(input) });
+  const res = await fetch(`${baseUrl}/trpc/${procedure}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(input),
+  });
   return { status: res.status, body: (await res.json()) as { result?: { data: { user: { id: string } } } } };
 }
 
@@ -125,7 +129,8 @@ describe.skipIf(EXTERNAL || onPostgres)("DATA_DIR has one owner: errors", () => 
     const none = await cli(["job"], { DATA_DIR: await tempDir() });
     expect(none.exitCode).toBe(2);
     expect(none.stderrLines).toEqual([expect.stringContaining("usage: npm run job -- <name>")]);
-    for (const name of ["prune-sessions", "maintenance", "backup-full", "backup-incremental", "restore-verify"]) expect(none.stderr).toContain(name);
+    for (const name of ["prune-sessions", "maintenance", "backup-full", "backup-incremental", "restore-verify"])
+      expect(none.stderr).toContain(name);
     const unknown = await cli(["job", "nope"], { DATA_DIR: await tempDir() });
     expect(unknown.exitCode).toBe(2);
     expect(unknown.stderrLines[0]).toContain('unknown job "nope"');

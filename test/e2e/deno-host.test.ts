@@ -27,7 +27,15 @@ function spawnDeno(env: Record<string, string>) {
   const command = scripts["start:deno"].replace(/^deno /, `${join(repoRoot, "node_modules/.bin/deno")} `);
   return Bun.spawn(["sh", "-c", `exec ${command}`], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? tmpdir(), NO_COLOR: "1", HOST: "127.0.0.1", PORT: "0", JOBS: "false", ...env },
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: process.env.HOME ?? tmpdir(),
+      NO_COLOR: "1",
+      HOST: "127.0.0.1",
+      PORT: "0",
+      JOBS: "false",
+      ...env,
+    },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -75,7 +83,9 @@ describe.skipIf(EXTERNAL)("deno host: happy", () => {
     expect(await (await fetch(`${baseUrl}/health`)).json()).toEqual({ status: "ok", db: "ok" });
 
     // The body arrives in two parts with SIGTERM in between: the request is provably in flight.
-    const body = new TextEncoder().encode(JSON.stringify({ email: `deno-inflight-${Date.now()}@example.com`, password: "in flight password" }));
+    const body = new TextEncoder().encode(
+      JSON.stringify({ email: `deno-inflight-${Date.now()}@example.com`, password: "in flight password" }),
+    );
     let sendRest: () => void = () => {};
     const secondHalf = new Promise<void>((resolve) => (sendRest = resolve));
     const stream = new ReadableStream<Uint8Array>({

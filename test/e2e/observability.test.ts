@@ -3,7 +3,7 @@
 // receiver on loopback that decodes what arrives.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { removeDataDir, startServer, type RunningServer } from "../support/server";
+import { type RunningServer, removeDataDir, startServer } from "../support/server";
 
 setDefaultTimeout(60_000);
 
@@ -47,13 +47,24 @@ async function promtoolCheck(text: string) {
 async function setUpShop(baseUrl: string, stock: number) {
   const admin = await call(baseUrl, "auth.login", ADMIN);
   expect(admin.status).toBe(200);
-  const product = await call(baseUrl, "products.create", { name: `obs ${Date.now()}`, price: "2.50", stock }, { token: admin.data.accessToken });
+  const product = await call(
+    baseUrl,
+    "products.create",
+    { name: `obs ${Date.now()}`, price: "2.50", stock },
+    { token: admin.data.accessToken },
+  );
   expect(product.status).toBe(200);
   const email = `obs-customer-${Date.now().toString(36)}@example.com`;
   const password = "customer password 1";
   const customer = await call(baseUrl, "auth.register", { email, password });
   expect(customer.status).toBe(200);
-  return { productId: product.data.id as string, token: customer.data.accessToken as string, email, password, adminToken: admin.data.accessToken as string };
+  return {
+    productId: product.data.id as string,
+    token: customer.data.accessToken as string,
+    email,
+    password,
+    adminToken: admin.data.accessToken as string,
+  };
 }
 
 /** With METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <token>`, exactly. */
@@ -86,7 +97,9 @@ describe("GET /metrics", () => {
     expect(existsSync(PROMTOOL)).toBe(true);
     const shop = await setUpShop(baseUrl, 3);
     expect((await query(baseUrl, "products.byId", { id: shop.productId })).status).toBe(200);
-    expect((await call(baseUrl, "orders.create", { items: [{ productId: shop.productId, quantity: 1 }] }, { token: shop.token })).status).toBe(200);
+    expect(
+      (await call(baseUrl, "orders.create", { items: [{ productId: shop.productId, quantity: 1 }] }, { token: shop.token })).status,
+    ).toBe(200);
     const res = await fetch(`${baseUrl}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/plain");

@@ -2,8 +2,8 @@
 // and recovery after the database comes back. Needs to start servers itself, so it is skipped
 // when the e2e suite runs against an external E2E_BASE_URL.
 import { afterAll, describe, expect, test } from "bun:test";
-import { createServer } from "node:net";
 import { mkdtemp } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TEST_JWT_SECRET } from "../support/app";

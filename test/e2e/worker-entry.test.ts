@@ -55,7 +55,12 @@ describe("worker entry: errors", () => {
     for (const transport of ["smtp", "file"]) {
       errors = [];
       const { ctx } = createContext();
-      const bindings = { DATABASE_URL: "postgres://db.example.com/app", JWT_SECRET: TEST_JWT_SECRET, MAIL_TRANSPORT: transport, SMTP_URL: "smtp://127.0.0.1:2525" };
+      const bindings = {
+        DATABASE_URL: "postgres://db.example.com/app",
+        JWT_SECRET: TEST_JWT_SECRET,
+        MAIL_TRANSPORT: transport,
+        SMTP_URL: "smtp://127.0.0.1:2525",
+      };
       const res = await worker.fetch(new Request("http://worker/health"), bindings, ctx);
       expect(res.status).toBe(500);
       expect(errors).toHaveLength(1);

@@ -8,8 +8,8 @@ import { EnvError, parseEnv } from "../../src/env";
 import { commonPasswordCount } from "../../src/lib/common-passwords";
 import { hashPassword } from "../../src/lib/passwords";
 import { hashToken } from "../../src/lib/tokens";
-import { disableUser } from "../../src/services/users";
 import { systemAudit } from "../../src/services/audit";
+import { disableUser } from "../../src/services/users";
 import { callerFor, createTestClock, createTestDeps, errorCodeOf, signUp, uniqueEmail } from "../support/app";
 import { getTestDatabase, resetDatabase } from "../support/db";
 import { createMailbox, type Mailbox } from "../support/mail";
@@ -195,8 +195,19 @@ describe("auth.requestPasswordReset / auth.resetPassword: security", () => {
     const token = await box.tokenFor(deps, user.user.email, "reset-password");
     const rows = await handle.db.select().from(accountTokens).where(eq(accountTokens.userId, user.user.id));
     expect(rows.map((r) => r.tokenHash)).toContain(await hashToken(token));
-    for (const table of ["account_tokens", "mail_outbox", "audit_events", "sessions", "login_throttle", "session_chains", "account_status"]) {
-      const dump = await queryRows<{ t: string }>(handle.db, sql`select coalesce(string_agg(x::text, ' '), '') as t from ${sql.identifier(table)} x`);
+    for (const table of [
+      "account_tokens",
+      "mail_outbox",
+      "audit_events",
+      "sessions",
+      "login_throttle",
+      "session_chains",
+      "account_status",
+    ]) {
+      const dump = await queryRows<{ t: string }>(
+        handle.db,
+        sql`select coalesce(string_agg(x::text, ' '), '') as t from ${sql.identifier(table)} x`,
+      );
       expect(dump[0]!.t).not.toContain(token);
     }
   });
@@ -213,7 +224,10 @@ describe("auth.requestPasswordReset / auth.resetPassword: security", () => {
       const ms = performance.now() - started;
       // Let the after-commit delivery (the part that differs) finish before the next sample.
       for (let i = 0; i < 200; i++) {
-        const open = await handle.db.select({ id: mailOutbox.id }).from(mailOutbox).where(inArray(mailOutbox.status, ["pending", "sending"]));
+        const open = await handle.db
+          .select({ id: mailOutbox.id })
+          .from(mailOutbox)
+          .where(inArray(mailOutbox.status, ["pending", "sending"]));
         if (open.length === 0) break;
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -227,8 +241,13 @@ describe("auth.requestPasswordReset / auth.resetPassword: security", () => {
     // done (a lookup, a token, a hash on one side only) shows in every series.
     let spread = Infinity;
     for (let series = 0; series < 3 && spread > 0.25; series++) {
-      await handle.db.update(users).set({ email: sql`'s' || ${users.email}` }).where(sql`${users.email} like '%known-%'`);
-      const emails = (await handle.db.select({ email: users.email }).from(users).where(sql`${users.email} like '%known-%'`)).map((r) => r.email);
+      await handle.db
+        .update(users)
+        .set({ email: sql`'s' || ${users.email}` })
+        .where(sql`${users.email} like '%known-%'`);
+      const emails = (await handle.db.select({ email: users.email }).from(users).where(sql`${users.email} like '%known-%'`)).map(
+        (r) => r.email,
+      );
       const k: number[] = [];
       const u: number[] = [];
       for (let i = 0; i < 15; i++) {
@@ -321,7 +340,9 @@ describe("common passwords", () => {
   test("a common ADMIN_PASSWORD stops start-up with a line naming it", () => {
     expect(() => parseEnv({ ADMIN_EMAIL: "a@example.com", ADMIN_PASSWORD: "password123" })).toThrow(EnvError);
     expect(() => parseEnv({ ADMIN_EMAIL: "a@example.com", ADMIN_PASSWORD: "password123" })).toThrow(/ADMIN_PASSWORD/);
-    expect(parseEnv({ ADMIN_EMAIL: "a@example.com", ADMIN_PASSWORD: "violet staple ferry 93" }).ADMIN_PASSWORD).toBe("violet staple ferry 93");
+    expect(parseEnv({ ADMIN_EMAIL: "a@example.com", ADMIN_PASSWORD: "violet staple ferry 93" }).ADMIN_PASSWORD).toBe(
+      "violet staple ferry 93",
+    );
   });
 });
 

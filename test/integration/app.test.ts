@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { createApp, MAX_BODY_BYTES } from "../../src/app";
 import { createPgliteDatabase, createPostgresDatabase, type DatabaseHandle } from "../../src/db/client";
@@ -169,10 +169,7 @@ describe("app: errors", () => {
     expect(body.error.message).toContain("email");
 
     const { accessToken } = await signUp(deps);
-    const res = await app.request(
-      "/trpc/auth.revokeSession",
-      post({ sessionId: "12" }, { authorization: `Bearer ${accessToken}` }),
-    );
+    const res = await app.request("/trpc/auth.revokeSession", post({ sessionId: "12" }, { authorization: `Bearer ${accessToken}` }));
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.message).toContain("sessionId");
   });
@@ -214,7 +211,18 @@ describe("app: security", () => {
     expect(body.error.message).toContain("req-internal-1");
     expect(body.error.data.requestId).toBe("req-internal-1");
     expect(body.error.data.stack).toBeUndefined();
-    for (const leak of ["login_throttle", "relation", "does not exist", "insert", "select", "42P01", "Failed query", email, "secret", "    at "]) {
+    for (const leak of [
+      "login_throttle",
+      "relation",
+      "does not exist",
+      "insert",
+      "select",
+      "42P01",
+      "Failed query",
+      email,
+      "secret",
+      "    at ",
+    ]) {
       expect(text.toLowerCase()).not.toContain(leak.toLowerCase());
     }
     // The server side keeps the detail, under the same request id.

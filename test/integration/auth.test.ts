@@ -1,4 +1,4 @@
-import { afterAll, beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { hash as argon2Hash } from "@node-rs/argon2";
 import { eq, sql } from "drizzle-orm";
 import { SignJWT } from "jose";
@@ -7,17 +7,9 @@ import { queryRows } from "../../src/db/client";
 import { sessions, users } from "../../src/db/schema";
 import { createTokenConfig, hashToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../src/lib/tokens";
 import { ensureAdmin } from "../../src/services/auth";
-import { clientAddressOf } from "../../src/trpc/context";
 import { emailKey, pruneExpiredThrottles } from "../../src/services/login-throttle";
-import {
-  callerFor,
-  createTestClock,
-  createTestDeps,
-  errorCodeOf,
-  signUp,
-  TEST_JWT_SECRET,
-  uniqueEmail,
-} from "../support/app";
+import { clientAddressOf } from "../../src/trpc/context";
+import { callerFor, createTestClock, createTestDeps, errorCodeOf, signUp, TEST_JWT_SECRET, uniqueEmail } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 import { serveInProcess } from "../support/server";
 
@@ -122,11 +114,7 @@ describe("auth: happy path", () => {
 
     const list = await callerFor(deps, { token: second.accessToken }).auth.sessions();
     expect(list).toHaveLength(3);
-    expect(list.map((s) => s.createdAt)).toEqual([
-      "2026-11-24T10:02:00.000Z",
-      "2026-11-24T10:01:00.000Z",
-      "2026-11-24T10:00:00.000Z",
-    ]);
+    expect(list.map((s) => s.createdAt)).toEqual(["2026-11-24T10:02:00.000Z", "2026-11-24T10:01:00.000Z", "2026-11-24T10:00:00.000Z"]);
     expect(list.map((s) => s.current)).toEqual([false, true, false]);
     expect(list[0]).toEqual({
       id: expect.any(String),
@@ -380,7 +368,10 @@ describe("auth: security", () => {
     const bodies: string[] = [];
     const call = async (path: string, init: { input?: unknown; token?: string; method?: "GET" | "POST" } = {}) => {
       const method = init.method ?? "POST";
-      const url = method === "GET" && init.input !== undefined ? `/trpc/${path}?input=${encodeURIComponent(JSON.stringify(init.input))}` : `/trpc/${path}`;
+      const url =
+        method === "GET" && init.input !== undefined
+          ? `/trpc/${path}?input=${encodeURIComponent(JSON.stringify(init.input))}`
+          : `/trpc/${path}`;
       const res = await app.request(url, {
         method,
         headers: { "content-type": "application/json", ...(init.token ? { authorization: `Bearer ${init.token}` } : {}) },
@@ -400,8 +391,8 @@ describe("auth: security", () => {
     await call("auth.sessions", { method: "GET", token });
     await call("auth.refresh", { token: login.accessToken });
     await call("auth.changePassword", { token, input: { currentPassword: `${password}x`, newPassword: password } });
-    const changed = (await call("auth.changePassword", { token, input: { currentPassword: password, newPassword: `${password}2` } })).result!
-      .data as { accessToken: string };
+    const changed = (await call("auth.changePassword", { token, input: { currentPassword: password, newPassword: `${password}2` } }))
+      .result!.data as { accessToken: string };
     await call("auth.revokeSession", { token: changed.accessToken, input: { sessionId: crypto.randomUUID() } });
     await call("auth.logoutAll", { token: changed.accessToken });
     await call("auth.me", { method: "GET", token: changed.accessToken });
@@ -411,7 +402,16 @@ describe("auth: security", () => {
     const tokenHashes = await Promise.all([token, login.accessToken, changed.accessToken].map(hashToken));
     const all = bodies.join("\n");
     expect(bodies.length).toBe(13);
-    for (const forbidden of ["password_hash", "passwordHash", "token_hash", "tokenHash", "$argon2", row.passwordHash, password, ...tokenHashes]) {
+    for (const forbidden of [
+      "password_hash",
+      "passwordHash",
+      "token_hash",
+      "tokenHash",
+      "$argon2",
+      row.passwordHash,
+      password,
+      ...tokenHashes,
+    ]) {
       expect(all).not.toContain(forbidden);
     }
   });
@@ -593,7 +593,9 @@ describe("auth: throttling", () => {
     test("Bun host behind a trusted proxy: cf-connecting-ip, else the LAST x-forwarded-for entry (the one the proxy added)", () => {
       expect(clientAddressOf(h({ "x-forwarded-for": "6.6.6.6, 203.0.113.9" }), "10.0.0.5", true)).toBe("203.0.113.9");
       expect(clientAddressOf(h({ "x-forwarded-for": "203.0.113.9" }), "10.0.0.5", true)).toBe("203.0.113.9");
-      expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1", "x-forwarded-for": "6.6.6.6" }), "10.0.0.5", true)).toBe("198.51.100.1");
+      expect(clientAddressOf(h({ "cf-connecting-ip": "198.51.100.1", "x-forwarded-for": "6.6.6.6" }), "10.0.0.5", true)).toBe(
+        "198.51.100.1",
+      );
       expect(clientAddressOf(h({}), "10.0.0.5", true)).toBe("10.0.0.5");
       expect(clientAddressOf(h({ "x-forwarded-for": "x".repeat(5000) }), "10.0.0.5", true).length).toBeLessThanOrEqual(64);
     });
@@ -609,9 +611,7 @@ describe.if(onPostgres)("auth: concurrency on real Postgres", () => {
     const deps = createTestDeps(handle.db);
     const email = uniqueEmail("race");
     const variants = [email, email.toUpperCase(), ` ${email}`, `${email} `, email, email, email, email];
-    const results = await Promise.allSettled(
-      variants.map((e) => callerFor(deps).auth.register({ email: e, password: "racing password" })),
-    );
+    const results = await Promise.allSettled(variants.map((e) => callerFor(deps).auth.register({ email: e, password: "racing password" })));
     const codes = results.map((r) => (r.status === "fulfilled" ? "ok" : (r.reason as { code: string }).code));
     expect(codes.filter((c) => c === "ok")).toHaveLength(1);
     expect(codes.filter((c) => c === "CONFLICT")).toHaveLength(variants.length - 1);

@@ -3,13 +3,13 @@ import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
-import { createPgliteDatabase, createPostgresDatabase, queryRows, type Database, type DatabaseHandle } from "../../src/db/client";
+import { createPgliteDatabase, createPostgresDatabase, type Database, type DatabaseHandle, queryRows } from "../../src/db/client";
 import { runMigrations } from "../../src/db/migrate";
+import type { JobDeps } from "../../src/deps";
 import { runJobByName } from "../../src/jobs";
 import { runBackupFull, runBackupIncremental, runRestoreVerify } from "../../src/jobs/backup";
 import { dropScratch } from "../../src/jobs/backup/postgres";
-import { applyRetention, backupId, listManifests, writeManifest, type Manifest } from "../../src/jobs/backup/store";
-import type { JobDeps } from "../../src/deps";
+import { applyRetention, backupId, listManifests, type Manifest, writeManifest } from "../../src/jobs/backup/store";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase, withDatabaseName } from "../support/db";
 
@@ -33,19 +33,36 @@ function depsFor(handle: DatabaseHandle, env: Partial<JobDeps["env"]>, clock = c
 
 /** A little of everything: users, products, orders with items, sessions, throttle rows, idempotency keys. */
 async function seed(db: Database) {
-  const [alice] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash) values ('alice@example.com', 'h1') returning id`);
-  const [bob] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash, role) values ('bob@example.com', 'h2', 'admin') returning id`);
+  const [alice] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into users (email, password_hash) values ('alice@example.com', 'h1') returning id`,
+  );
+  const [bob] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into users (email, password_hash, role) values ('bob@example.com', 'h2', 'admin') returning id`,
+  );
   const products = await queryRows<{ id: string }>(
     db,
     sql`insert into products (name, description, price, stock) values
         ('Lamp', 'A lamp', '19.90', 10), ('Desk', null, '250.00', 3), ('Chair', 'Tab\there "quoted"', '0.10', 0)
         returning id`,
   );
-  const [order] = await queryRows<{ id: string }>(db, sql`insert into orders (user_id, status, total) values (${alice.id}, 'pending', '39.80') returning id`);
-  await db.execute(sql`insert into order_items (order_id, product_id, quantity, price) values (${order.id}, ${products[0].id}, 2, '19.90')`);
-  await db.execute(sql`insert into order_idempotency_keys (user_id, key, request_hash, order_id) values (${alice.id}, 'k-1', ${"a".repeat(64)}, ${order.id})`);
-  await db.execute(sql`insert into sessions (user_id, token_hash, expires_at) values (${alice.id}, 'ha', '2030-01-01 00:00:00'), (${bob.id}, 'hb', '2030-01-01 00:00:00')`);
-  await db.execute(sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('ip:192.0.2.1', 2, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`);
+  const [order] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into orders (user_id, status, total) values (${alice.id}, 'pending', '39.80') returning id`,
+  );
+  await db.execute(
+    sql`insert into order_items (order_id, product_id, quantity, price) values (${order.id}, ${products[0].id}, 2, '19.90')`,
+  );
+  await db.execute(
+    sql`insert into order_idempotency_keys (user_id, key, request_hash, order_id) values (${alice.id}, 'k-1', ${"a".repeat(64)}, ${order.id})`,
+  );
+  await db.execute(
+    sql`insert into sessions (user_id, token_hash, expires_at) values (${alice.id}, 'ha', '2030-01-01 00:00:00'), (${bob.id}, 'hb', '2030-01-01 00:00:00')`,
+  );
+  await db.execute(
+    sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('ip:192.0.2.1', 2, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`,
+  );
   return { alice: alice.id, bob: bob.id, products: products.map((p) => p.id), order: order.id };
 }
 
@@ -113,7 +130,16 @@ describe("backups: retention", () => {
     const id = backupId(at, kind);
     const file = `${id}.data`;
     await writeFile(join(dir, file), id);
-    return writeManifest(dir, { format: 1, id, kind, engine: "postgres", createdAt: at.toISOString(), chain: chain ?? id, file, tables: {} });
+    return writeManifest(dir, {
+      format: 1,
+      id,
+      kind,
+      engine: "postgres",
+      createdAt: at.toISOString(),
+      chain: chain ?? id,
+      file,
+      tables: {},
+    });
   }
   const names = async (dir: string) => (await readdir(dir)).sort();
 
@@ -179,9 +205,17 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
     expect(full).toMatchObject({ ok: true, backup: { kind: "full" } });
 
     // Inserts, an update that does not touch updated_at, an update that does, deletes with cascades.
-    const [carol] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash) values ('carol@example.com', 'h3') returning id`);
-    const [order2] = await queryRows<{ id: string }>(db, sql`insert into orders (user_id, status, total) values (${carol.id}, 'processing', '250.00') returning id`);
-    await db.execute(sql`insert into order_items (order_id, product_id, quantity, price) values (${order2.id}, ${ids.products[1]}, 1, '250.00')`);
+    const [carol] = await queryRows<{ id: string }>(
+      db,
+      sql`insert into users (email, password_hash) values ('carol@example.com', 'h3') returning id`,
+    );
+    const [order2] = await queryRows<{ id: string }>(
+      db,
+      sql`insert into orders (user_id, status, total) values (${carol.id}, 'processing', '250.00') returning id`,
+    );
+    await db.execute(
+      sql`insert into order_items (order_id, product_id, quantity, price) values (${order2.id}, ${ids.products[1]}, 1, '250.00')`,
+    );
     await db.execute(sql`update products set stock = stock - 1 where id = ${ids.products[1]}`);
     await db.execute(sql`update products set price = '21.00', updated_at = (now() at time zone 'utc') where id = ${ids.products[0]}`);
     await db.execute(sql`delete from orders where id = ${ids.order}`); // cascades to its items and idempotency key

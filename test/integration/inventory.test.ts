@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { products } from "../../src/db/schema";
 import { MAX_STOCK } from "../../src/services/inventory";
 import { encodeProductCursor } from "../../src/services/products";
-import { callHttp, callerFor, createTestDeps, errorCodeOf, signUp, signUpAdmin, expectBadInputRefused } from "../support/app";
+import { callerFor, callHttp, createTestDeps, errorCodeOf, expectBadInputRefused, signUp, signUpAdmin } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 const handle = await getTestDatabase();
@@ -17,8 +17,7 @@ async function insertProduct(stock: number, name = "Widget"): Promise<string> {
   const [row] = await db.insert(products).values({ name, price: "1.00", stock }).returning({ id: products.id });
   return row!.id;
 }
-const stockOf = async (id: string) =>
-  (await db.select({ stock: products.stock }).from(products).where(eq(products.id, id)))[0]?.stock;
+const stockOf = async (id: string) => (await db.select({ stock: products.stock }).from(products).where(eq(products.id, id)))[0]?.stock;
 const updatedAtOf = async (id: string) =>
   (await db.select({ updatedAt: products.updatedAt }).from(products).where(eq(products.id, id)))[0]!.updatedAt;
 

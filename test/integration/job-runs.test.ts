@@ -2,11 +2,11 @@
 // it expires; a job never overlaps itself, whichever hosts race for it.
 import { beforeEach, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { createPostgresDatabase, queryRows, type Database } from "../../src/db/client";
-import { runClaimed, type JobRunner } from "../../src/jobs/dispatch";
+import { createPostgresDatabase, type Database, queryRows } from "../../src/db/client";
+import type { JobDeps } from "../../src/deps";
+import { type JobRunner, runClaimed } from "../../src/jobs/dispatch";
 import { abandonedRuns, claimJobRun, finishJobRun } from "../../src/jobs/runs";
 import { createScheduler } from "../../src/jobs/scheduler";
-import type { JobDeps } from "../../src/deps";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase } from "../support/db";
 
@@ -94,7 +94,10 @@ describe("job runs: errors", () => {
     const job = slowJob(1);
     expect((await runClaimed("prune-sessions", job.runner, deps(), MINUTE, "a", { leaseMs: LEASE_MS })).ran).toBe(true);
     await Bun.sleep(LEASE_MS * 2);
-    expect(await runClaimed("prune-sessions", job.runner, deps(), MINUTE, "b", { leaseMs: LEASE_MS })).toMatchObject({ ran: false, skipped: "done" });
+    expect(await runClaimed("prune-sessions", job.runner, deps(), MINUTE, "b", { leaseMs: LEASE_MS })).toMatchObject({
+      ran: false,
+      skipped: "done",
+    });
     expect(job.stats.started).toBe(1);
   });
 });
@@ -102,7 +105,10 @@ describe("job runs: errors", () => {
 describe("job runs: security", () => {
   test("a host that lost its run to a takeover cannot record its outcome over the new owner's", async () => {
     await abandoned(MINUTE, 3600, "zombie:1");
-    expect(await claimJobRun(handle.db, "prune-sessions", MINUTE, "heir:2", LEASE_MS)).toEqual({ claimed: true, takenOverFrom: "zombie:1" });
+    expect(await claimJobRun(handle.db, "prune-sessions", MINUTE, "heir:2", LEASE_MS)).toEqual({
+      claimed: true,
+      takenOverFrom: "zombie:1",
+    });
     await finishJobRun(handle.db, "prune-sessions", MINUTE, "zombie:1", false, { job: "prune-sessions", ok: false });
     expect(await rowOf(MINUTE)).toMatchObject({ host: "heir:2", finished: false });
     await finishJobRun(handle.db, "prune-sessions", MINUTE, "heir:2", true, { job: "prune-sessions", ok: true });

@@ -2,12 +2,12 @@ import { beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { createPostgresDatabase, queryRows } from "../../src/db/client";
-import { jobForCron, runScheduledJob } from "../../src/jobs/dispatch";
+import type { JobDeps } from "../../src/deps";
 import { runJobByName } from "../../src/jobs";
+import { jobForCron, runScheduledJob } from "../../src/jobs/dispatch";
 import { runMaintenance } from "../../src/jobs/maintenance";
 import { runPruneSessions } from "../../src/jobs/prune-sessions";
 import { createScheduler } from "../../src/jobs/scheduler";
-import type { JobDeps } from "../../src/deps";
 import { jobSchedule } from "../../src/jobs/types";
 import { createLogger } from "../../src/lib/logger";
 import { createTestClock, createTestDeps } from "../support/app";
@@ -46,8 +46,7 @@ async function insertSessions(userId: string, count: number, expiresAt: Date): P
   return ids;
 }
 
-const sessionIds = async () =>
-  (await queryRows<{ id: string }>(handle.db, sql`select id from sessions order by id`)).map((r) => r.id);
+const sessionIds = async () => (await queryRows<{ id: string }>(handle.db, sql`select id from sessions order by id`)).map((r) => r.id);
 
 /** The crons of wrangler.toml's [triggers], read from the file itself. */
 function wranglerCrons(): string[] {
@@ -176,7 +175,10 @@ describe("jobs: scheduler", () => {
   test("a tick runs the jobs due in that minute once; a repeated tick does not run them again", async () => {
     const scheduler = createScheduler(jobDeps(), { host: "test-host" });
     const runs = await scheduler.tick(NOW); // 10:15 on a Wednesday: prune, and mail as every minute
-    expect(runs.map((r) => [r.job, r.ran])).toEqual([["prune-sessions", true], ["deliver-mail", true]]);
+    expect(runs.map((r) => [r.job, r.ran])).toEqual([
+      ["prune-sessions", true],
+      ["deliver-mail", true],
+    ]);
     expect((await scheduler.tick(NOW)).map((r) => r.ran)).toEqual([false, false]);
     expect((await scheduler.tick(new Date("2026-11-25T10:16:00Z"))).map((r) => r.job)).toEqual(["deliver-mail"]);
   });

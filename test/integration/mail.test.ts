@@ -3,16 +3,16 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
+import { createPostgresDatabase } from "../../src/db/client";
 import { mailOutbox } from "../../src/db/schema";
 import { runDeliverMail } from "../../src/jobs/deliver-mail";
 import { fileTransport, smtpTransport } from "../../src/mail/transport";
-import * as auth from "../../src/services/auth";
 import { systemAudit } from "../../src/services/audit";
+import * as auth from "../../src/services/auth";
 import { MAIL_LEASE_SECONDS } from "../../src/services/mail";
 import { callerFor, createTestClock, createTestDeps, uniqueEmail } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
-import { bodyOf, startSmtpSink, type SmtpSink } from "../support/smtp-sink";
-import { createPostgresDatabase } from "../../src/db/client";
+import { bodyOf, type SmtpSink, startSmtpSink } from "../support/smtp-sink";
 
 setDefaultTimeout(60_000);
 
@@ -36,7 +36,10 @@ async function queueReset(deps: ReturnType<typeof createTestDeps>, email: string
 /** An account made through the service (no after-commit delivery to race the test), its mail queue emptied. */
 async function makeUser(deps: ReturnType<typeof createTestDeps>) {
   const email = uniqueEmail();
-  const made = await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), { email, password: "a long passphrase" });
+  const made = await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), {
+    email,
+    password: "a long passphrase",
+  });
   await handle.db.delete(mailOutbox);
   return made;
 }
@@ -66,7 +69,10 @@ describe("mail: happy path", () => {
     try {
       const deps = createTestDeps(handle.db, { mail: fileTransport(dir) });
       const email = uniqueEmail();
-      await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), { email, password: "a long passphrase" });
+      await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), {
+        email,
+        password: "a long passphrase",
+      });
       await runDeliverMail(deps);
       const files = (await readdir(dir)).filter((f) => f.endsWith(".json"));
       expect(files).toHaveLength(1);
@@ -118,7 +124,9 @@ describe("mail: errors and retries", () => {
     const deps = createTestDeps(handle.db, { clock, mail: smtpTransport(sink.url) });
     const user = await makeUser(deps);
     await queueReset(deps, user.user.email);
-    await handle.db.update(mailOutbox).set({ status: "sending", claimedAt: new Date(clock().getTime()).toISOString().replace("T", " ").replace("Z", "") });
+    await handle.db
+      .update(mailOutbox)
+      .set({ status: "sending", claimedAt: new Date(clock().getTime()).toISOString().replace("T", " ").replace("Z", "") });
     clock.advance(MAIL_LEASE_SECONDS + 1);
     expect(await runDeliverMail(deps)).toMatchObject({ abandoned: 1, sent: 0 });
     expect(sink.received).toHaveLength(0);
@@ -146,7 +154,10 @@ describe("mail: security", () => {
       for (let i = 0; i < 12; i++) {
         const email = uniqueEmail("race");
         emails.push(email);
-        await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), { email, password: "a long passphrase" });
+        await auth.register(deps.db, { tokens: deps.tokens, now: deps.clock(), clientAddress: "x" }, systemAudit(), {
+          email,
+          password: "a long passphrase",
+        });
       }
       const reports = await Promise.all([runDeliverMail(deps), runDeliverMail(depsB), runDeliverMail(deps)]);
       expect(reports.reduce((n, r) => n + Number(r.sent), 0)).toBe(12);

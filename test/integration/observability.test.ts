@@ -10,7 +10,12 @@ import { createLogger } from "../../src/lib/logger";
 import { createObservability, type Observability } from "../../src/observability";
 import { callScope } from "../../src/observability/context";
 import { createMetrics } from "../../src/observability/metrics";
-import { createStatementObserver, observePgliteClient, observePostgresClient, type StatementObserver } from "../../src/observability/statements";
+import {
+  createStatementObserver,
+  observePgliteClient,
+  observePostgresClient,
+  type StatementObserver,
+} from "../../src/observability/statements";
 import { createTestDeps, insertProducts } from "../support/app";
 import { getTestDatabase } from "../support/db";
 
@@ -54,7 +59,8 @@ describe("statement observer (happy path)", () => {
       await tx.update(schema.products).set({ stock: 2 }).where(sql`${schema.products.id} = ${product.id}`);
     });
     const text = (await metrics.render()).body;
-    const count = (op: string) => Number(new RegExp(`^db_statement_duration_seconds_count\\{operation="${op}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+    const count = (op: string) =>
+      Number(new RegExp(`^db_statement_duration_seconds_count\\{operation="${op}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
     expect(count("insert")).toBeGreaterThanOrEqual(1);
     expect(count("select")).toBeGreaterThanOrEqual(2);
     expect(count("update")).toBe(1);

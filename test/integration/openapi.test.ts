@@ -1,8 +1,9 @@
 // GET /openapi.json: a valid OpenAPI 3.1 document (checked by a real validator) that covers
 // every procedure of the app router, with the wire as it is: queries GET ?input=<json>,
 // mutations POST with a JSON body, bearer auth, the error envelope, and the contract's shapes.
-import SwaggerParser from "@apidevtools/swagger-parser";
+
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import SwaggerParser from "@apidevtools/swagger-parser";
 import { createApp } from "../../src/app";
 import { procedureOutputs } from "../../src/contract/shapes";
 import { buildOpenApiDocument, listProcedures } from "../../src/openapi";
@@ -19,7 +20,10 @@ const app = createApp(deps);
 type Doc = {
   openapi: string;
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }>; securitySchemes: Record<string, unknown> };
+  components: {
+    schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }>;
+    securitySchemes: Record<string, unknown>;
+  };
 };
 type Operation = {
   operationId: string;
@@ -35,7 +39,8 @@ async function fetchDocument(): Promise<{ res: Response; doc: Doc }> {
 }
 
 const dataSchemaOf = (op: Operation) =>
-  (op.responses["200"].content!["application/json"].schema as { properties: { result: { properties: { data: unknown } } } }).properties.result.properties.data;
+  (op.responses["200"].content!["application/json"].schema as { properties: { result: { properties: { data: unknown } } } }).properties
+    .result.properties.data;
 
 describe("openapi: happy path", () => {
   test("GET /openapi.json answers the document as JSON", async () => {
@@ -82,7 +87,12 @@ describe("openapi: happy path", () => {
       type: "object",
       required: ["items"],
       properties: {
-        items: { type: "array", minItems: 1, maxItems: 100, items: { properties: { quantity: { type: "integer", minimum: 1, maximum: 1000 } } } },
+        items: {
+          type: "array",
+          minItems: 1,
+          maxItems: 100,
+          items: { properties: { quantity: { type: "integer", minimum: 1, maximum: 1000 } } },
+        },
       },
     });
     expect(doc.paths["/trpc/auth.logout"].post.requestBody).toBeUndefined();
@@ -94,9 +104,19 @@ describe("openapi: happy path", () => {
     expect(dataSchemaOf(doc.paths["/trpc/auth.login"].post)).toEqual({ $ref: "#/components/schemas/Auth" });
     expect(doc.components.schemas.User.required).toEqual(["id", "email", "role", "emailVerified", "disabled", "createdAt", "updatedAt"]);
     const responses = doc.paths["/trpc/orders.create"].post.responses;
-    for (const status of ["400", "401", "403", "404", "409", "429", "500"]) expect(responses[status].$ref).toStartWith("#/components/responses/");
+    for (const status of ["400", "401", "403", "404", "409", "429", "500"])
+      expect(responses[status].$ref).toStartWith("#/components/responses/");
     const envelope = JSON.stringify(doc.components.schemas.ErrorEnvelope);
-    for (const code of ["BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "CONFLICT", "TOO_MANY_REQUESTS", "INTERNAL_SERVER_ERROR", "productIds"]) {
+    for (const code of [
+      "BAD_REQUEST",
+      "UNAUTHORIZED",
+      "FORBIDDEN",
+      "NOT_FOUND",
+      "CONFLICT",
+      "TOO_MANY_REQUESTS",
+      "INTERNAL_SERVER_ERROR",
+      "productIds",
+    ]) {
       expect(envelope).toContain(code);
     }
   });
@@ -106,7 +126,13 @@ describe("openapi: happy path", () => {
     const admin = await signUpAdmin(deps);
     const product = await admin.caller.products.create({ name: "Described lamp", price: "12.5", stock: 4 });
     const customer = await signUp(deps);
-    const ordered = await callHttp(deps, "orders.create", "mutation", { items: [{ productId: product.id, quantity: 1 }] }, { token: customer.accessToken });
+    const ordered = await callHttp(
+      deps,
+      "orders.create",
+      "mutation",
+      { items: [{ productId: product.id, quantity: 1 }] },
+      { token: customer.accessToken },
+    );
     const order = ordered.data as Record<string, unknown> & { items: Record<string, unknown>[] };
     const read = await callHttp(deps, "products.byId", "query", { id: product.id });
     const keys = (o: object) => Object.keys(o).sort();

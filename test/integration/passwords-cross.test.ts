@@ -7,9 +7,9 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { hash as nativeHash, verify as nativeVerify, type Algorithm } from "@node-rs/argon2";
+import { type Algorithm, hash as nativeHash, verify as nativeVerify } from "@node-rs/argon2";
 import { createArgon2 } from "../../src/lib/argon2-wasm";
-import { PASSWORD_PARAMS, hashPassword, verifyPassword } from "../../src/lib/passwords";
+import { hashPassword, PASSWORD_PARAMS, verifyPassword } from "../../src/lib/passwords";
 
 const root = join(import.meta.dir, "../..");
 const wasmBytes = (name: string) => readFileSync(join(root, "src/lib/wasm", `${name}.wasm`));
@@ -19,7 +19,9 @@ const wasm = createArgon2({
 });
 const salt = () => crypto.getRandomValues(new Uint8Array(16));
 // @node-rs/argon2's Algorithm is an ambient const enum, which isolated modules cannot read.
-const ARGON2D = 0 as Algorithm, ARGON2I = 1 as Algorithm, ARGON2ID = 2 as Algorithm;
+const ARGON2D = 0 as Algorithm,
+  ARGON2I = 1 as Algorithm,
+  ARGON2ID = 2 as Algorithm;
 const PHC = /^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/;
 
 describe("passwords across runtimes: happy", () => {
@@ -73,8 +75,13 @@ describe("passwords across runtimes: errors", () => {
   });
 
   test("malformed hashes are false, not exceptions", () => {
-    for (const bad of ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", "$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
-      "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"]) {
+    for (const bad of [
+      "",
+      "plain",
+      "$argon2id$v=19$m=19456,t=2,p=1$",
+      "$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+      "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+    ]) {
       expect(wasm.verify(bad, "x")).toBe(false);
     }
   });

@@ -32,8 +32,15 @@ async function probe(runtime: Runtime, url: string, opts: { trustCa?: boolean } 
   // Deno trusts an extra CA through --cert; Bun (like Node) through NODE_EXTRA_CA_CERTS.
   const cmd =
     runtime === "deno"
-      ? [join(repoRoot, "node_modules/.bin/deno"), "run", `--allow-net=${host}`, "--allow-env", "--allow-read=.",
-          ...(opts.trustCa ? [`--cert=${CA_FILE}`] : []), script]
+      ? [
+          join(repoRoot, "node_modules/.bin/deno"),
+          "run",
+          `--allow-net=${host}`,
+          "--allow-env",
+          "--allow-read=.",
+          ...(opts.trustCa ? [`--cert=${CA_FILE}`] : []),
+          script,
+        ]
       : [process.execPath, script];
   const proc = Bun.spawn(cmd, {
     cwd: repoRoot,
@@ -66,16 +73,24 @@ describe.skipIf(!DIRECT)("Postgres over TLS: happy", () => {
       expect((r as { version: string }).version).toMatch(/^TLSv1\.[23]$/);
     }, 60_000);
 
-    test.skipIf(!BOUNCER)(`${runtime}: sslmode=require through PgBouncer`, async () => {
-      // postgres.js never falls back to plain text under require: success means TLS to the pooler.
-      expect(await probe(runtime, withSslmode(BOUNCER!, "require"))).toMatchObject({ ok: true });
-    }, 60_000);
+    test.skipIf(!BOUNCER)(
+      `${runtime}: sslmode=require through PgBouncer`,
+      async () => {
+        // postgres.js never falls back to plain text under require: success means TLS to the pooler.
+        expect(await probe(runtime, withSslmode(BOUNCER!, "require"))).toMatchObject({ ok: true });
+      },
+      60_000,
+    );
 
-    test.skipIf(!CA_FILE)(`${runtime}: sslmode=verify-full with the signing CA trusted`, async () => {
-      for (const url of [DIRECT!, ...(BOUNCER ? [BOUNCER] : [])]) {
-        expect(await probe(runtime, withSslmode(url, "verify-full", "localhost"), { trustCa: true })).toMatchObject({ ok: true });
-      }
-    }, 60_000);
+    test.skipIf(!CA_FILE)(
+      `${runtime}: sslmode=verify-full with the signing CA trusted`,
+      async () => {
+        for (const url of [DIRECT!, ...(BOUNCER ? [BOUNCER] : [])]) {
+          expect(await probe(runtime, withSslmode(url, "verify-full", "localhost"), { trustCa: true })).toMatchObject({ ok: true });
+        }
+      },
+      60_000,
+    );
   }
 });
 
@@ -93,23 +108,32 @@ describe.skipIf(!DIRECT)("Postgres over TLS: errors", () => {
 
 describe.skipIf(!DIRECT)("Postgres over TLS: security", () => {
   for (const runtime of runtimes) {
-    test.skipIf(!PLAIN)(`${runtime}: sslmode=require never falls back to plain text on a server without TLS`, async () => {
-      const r = await probe(runtime, withSslmode(PLAIN!, "require"));
-      expect(r.ok).toBe(false);
-    }, 60_000);
+    test.skipIf(!PLAIN)(
+      `${runtime}: sslmode=require never falls back to plain text on a server without TLS`,
+      async () => {
+        const r = await probe(runtime, withSslmode(PLAIN!, "require"));
+        expect(r.ok).toBe(false);
+      },
+      60_000,
+    );
 
-    const named = runtime === "bun"
-      ? "bun: verify-full to an IP address refuses a certificate that names another host"
-      : "deno: verify-full to an IP address checks the certificate against localhost, not the address (known gap)";
-    test.skipIf(!CA_FILE)(named, async () => {
-      // The certificate names localhost only; reached as 127.0.0.1 the server is not the host it
-      // vouches for, even with its CA trusted. Bun checks the address. Deno 2.9 does not: when
-      // postgres.js upgrades a socket to an IP address (no SNI), Deno's node:tls checks the
-      // certificate against "localhost" instead. Pinned here so that the day Deno checks the
-      // address this fails and docs/operations.md (## Deno, TLS) is updated.
-      const r = await probe(runtime, withSslmode(DIRECT!, "verify-full", "127.0.0.1"), { trustCa: true });
-      if (runtime === "bun") expect(r).toMatchObject({ ok: false, code: "ERR_TLS_CERT_ALTNAME_INVALID" });
-      else expect(r).toMatchObject({ ok: true });
-    }, 60_000);
+    const named =
+      runtime === "bun"
+        ? "bun: verify-full to an IP address refuses a certificate that names another host"
+        : "deno: verify-full to an IP address checks the certificate against localhost, not the address (known gap)";
+    test.skipIf(!CA_FILE)(
+      named,
+      async () => {
+        // The certificate names localhost only; reached as 127.0.0.1 the server is not the host it
+        // vouches for, even with its CA trusted. Bun checks the address. Deno 2.9 does not: when
+        // postgres.js upgrades a socket to an IP address (no SNI), Deno's node:tls checks the
+        // certificate against "localhost" instead. Pinned here so that the day Deno checks the
+        // address this fails and docs/operations.md (## Deno, TLS) is updated.
+        const r = await probe(runtime, withSslmode(DIRECT!, "verify-full", "127.0.0.1"), { trustCa: true });
+        if (runtime === "bun") expect(r).toMatchObject({ ok: false, code: "ERR_TLS_CERT_ALTNAME_INVALID" });
+        else expect(r).toMatchObject({ ok: true });
+      },
+      60_000,
+    );
   }
 });

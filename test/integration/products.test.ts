@@ -1,10 +1,10 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
-import { orderItems, orders, products } from "../../src/db/schema";
 import { queryRows } from "../../src/db/client";
-import { buildListProductsQuery, encodeProductCursor, productSorts, type ProductSort } from "../../src/services/products";
-import { callHttp, callerFor, createTestDeps, errorCodeOf, signUp, signUpAdmin, expectBadInputRefused } from "../support/app";
+import { orderItems, orders, products } from "../../src/db/schema";
+import { buildListProductsQuery, encodeProductCursor, type ProductSort, productSorts } from "../../src/services/products";
+import { callerFor, callHttp, createTestDeps, errorCodeOf, expectBadInputRefused, signUp, signUpAdmin } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 const handle = await getTestDatabase();
@@ -203,8 +203,7 @@ describe("products: happy path", () => {
       { name: "d", price: "100.00", stock: 5 },
     ];
     await db.insert(products).values(rows);
-    const names = async (input: Filters) =>
-      (await anonymous().list({ ...input, sort: "name_asc" })).items.map((p) => p.name);
+    const names = async (input: Filters) => (await anonymous().list({ ...input, sort: "name_asc" })).items.map((p) => p.name);
     expect(await names({ minPrice: "10", maxPrice: "10.01" })).toEqual(["b", "c"]);
     expect(await names({ minPrice: "10.00" })).toEqual(["b", "c", "d"]);
     expect(await names({ maxPrice: "9.99" })).toEqual(["a"]);
@@ -439,7 +438,6 @@ describe("products: bad input is BAD_REQUEST, never 500, and never echoed", () =
     ["products.delete", "mutation", { id: null }],
   ];
 
-
   test.each(cases.map(([p, k, input]) => [p, JSON.stringify(input)?.slice(0, 60) ?? "no input", k, input] as const))(
     "%s %s",
     async (procedure, _label, kind, input) => {
@@ -520,7 +518,11 @@ describe.if(onPostgres)("products: query plans at scale (real Postgres)", () => 
     expect(later.some((n) => n["Node Type"] === "Seq Scan" || n["Node Type"] === "Sort")).toBe(false);
 
     const byPrice = await planOf(
-      buildListProductsQuery(db, { limit: 20, sort: "price_asc", cursor: encodeProductCursor("price_asc", { id: crypto.randomUUID(), price: "50.00", name: "", createdAt: "" }) }),
+      buildListProductsQuery(db, {
+        limit: 20,
+        sort: "price_asc",
+        cursor: encodeProductCursor("price_asc", { id: crypto.randomUUID(), price: "50.00", name: "", createdAt: "" }),
+      }),
     );
     expect(byPrice.some((n) => n["Index Name"] === "idx_products_price")).toBe(true);
     expect(byPrice.some((n) => n["Node Type"] === "Seq Scan")).toBe(false);

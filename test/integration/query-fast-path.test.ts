@@ -6,8 +6,8 @@ import { afterEach, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { fetchRequestHandler } from "@trpc/server/adapters/fetch";
 import { createApp } from "../../src/app";
 import { createPgliteDatabase } from "../../src/db/client";
-import { createLogger } from "../../src/lib/logger";
 import type { AppDeps } from "../../src/deps";
+import { createLogger } from "../../src/lib/logger";
 import { appRouter } from "../../src/routers";
 import { trpcHandlerOptions } from "../../src/trpc/handler";
 import * as fastPath from "../../src/trpc/query-fast-path";
@@ -60,7 +60,8 @@ async function snapshot(res: Response) {
 }
 
 async function bothWays(make: () => Request, using: AppDeps = deps) {
-  const options = (req: Request) => trpcHandlerOptions(appRouter, using, { req, requestId: "equivalence-check", socketAddress: "203.0.113.7" });
+  const options = (req: Request) =>
+    trpcHandlerOptions(appRouter, using, { req, requestId: "equivalence-check", socketAddress: "203.0.113.7" });
   const fast = await answerSingleQuery(options(make()));
   const adapter = await fetchRequestHandler(options(make()));
   return { fast: fast && (await snapshot(fast)), adapter: await snapshot(adapter) };
@@ -147,7 +148,10 @@ describe.skipIf(!FAST_PATH_ON)(`query fast path: everything else goes to tRPC's 
     ["a mutation over POST", () => request("auth.login", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })],
     ["a mutation over GET (405 comes from the adapter)", () => request("auth.login")],
     ["a query over POST", () => request("products.list", { method: "POST", body: "" })],
-    ["a batch", () => request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`)],
+    [
+      "a batch",
+      () => request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`),
+    ],
     ["batch=1 with one call", () => request(`products.list?batch=1&input=${encodeURIComponent("{}")}`)],
     ["an unknown procedure", () => request("products.nothing")],
     ["a router, not a procedure", () => request("products")],
@@ -174,9 +178,12 @@ describe.skipIf(!FAST_PATH_ON)(`query fast path: everything else goes to tRPC's 
     const app = createApp(deps);
     const res = await app.fetch(request("auth.login"), { socketAddress: "203.0.113.7" });
     expect(res.status).toBe(405);
-    const batch = await app.fetch(request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`), {
-      socketAddress: "203.0.113.7",
-    });
+    const batch = await app.fetch(
+      request(`products.list,products.byId?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: MISSING } }))}`),
+      {
+        socketAddress: "203.0.113.7",
+      },
+    );
     expect(batch.status).toBe(207);
     const body = (await batch.json()) as Array<{ result?: unknown; error?: { data: { code: string } } }>;
     expect(body[0].result).toBeDefined();
@@ -193,9 +200,13 @@ describe("TRPC_FAST_PATH: the switch in the app", () => {
   async function byIdThrough(using: AppDeps) {
     spy = spyOn(fastPath, "answerSingleQuery");
     const headers = { "x-request-id": "switch-check" };
-    const res = await createApp(using).fetch(request(`products.byId${q({ id: productId })}`, { headers }), { socketAddress: "203.0.113.7" });
+    const res = await createApp(using).fetch(request(`products.byId${q({ id: productId })}`, { headers }), {
+      socketAddress: "203.0.113.7",
+    });
     // Only this request's calls: a request another test left running must not count.
-    const calls = spy.mock.calls.filter((args: unknown[]) => (args[0] as { req: Request }).req.headers.get("x-request-id") === "switch-check").length;
+    const calls = spy.mock.calls.filter(
+      (args: unknown[]) => (args[0] as { req: Request }).req.headers.get("x-request-id") === "switch-check",
+    ).length;
     return { calls, status: res.status, body: (await res.json()) as { result?: { data?: { id?: string } } } };
   }
 

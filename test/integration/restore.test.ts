@@ -6,13 +6,13 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
-import { createPostgresDatabase, queryRows, type Database } from "../../src/db/client";
+import { createPostgresDatabase, type Database, queryRows } from "../../src/db/client";
+import type { JobDeps } from "../../src/deps";
 import { runBackupFull, runBackupIncremental, runRestoreVerify } from "../../src/jobs/backup";
 import { localiseSettings } from "../../src/jobs/backup/postgres";
 import { chainFor } from "../../src/jobs/backup/restore";
 import type { Manifest } from "../../src/jobs/backup/store";
-import { describeTables, tableStates, type Query } from "../../src/jobs/backup/tables";
-import type { JobDeps } from "../../src/deps";
+import { describeTables, type Query, tableStates } from "../../src/jobs/backup/tables";
 import { createTestClock, createTestDeps, TEST_JWT_SECRET } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase, withDatabaseName } from "../support/db";
 import { repoRoot, startServer } from "../support/server";
@@ -42,38 +42,69 @@ async function cli(args: string[], env: Record<string, string>) {
 
 /** Users, products, an order with its item and idempotency key, sessions, a throttle row. */
 async function seed(db: Database) {
-  const [alice] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash) values ('alice@example.com', 'h1') returning id`);
-  const [bob] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash, role) values ('bob@example.com', 'h2', 'admin') returning id`);
+  const [alice] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into users (email, password_hash) values ('alice@example.com', 'h1') returning id`,
+  );
+  const [bob] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into users (email, password_hash, role) values ('bob@example.com', 'h2', 'admin') returning id`,
+  );
   const products = await queryRows<{ id: string }>(
     db,
     sql`insert into products (name, description, price, stock) values ('Lamp', 'A lamp', '19.90', 10), ('Desk', null, '250.00', 3), ('Chair', 'Tab\there', '0.10', 0) returning id`,
   );
-  const [order] = await queryRows<{ id: string }>(db, sql`insert into orders (user_id, status, total) values (${alice.id}, 'pending', '39.80') returning id`);
-  await db.execute(sql`insert into order_items (order_id, product_id, quantity, price) values (${order.id}, ${products[0].id}, 2, '19.90')`);
-  await db.execute(sql`insert into order_idempotency_keys (user_id, key, request_hash, order_id) values (${alice.id}, 'k-1', ${"a".repeat(64)}, ${order.id})`);
-  await db.execute(sql`insert into sessions (user_id, token_hash, expires_at) values (${alice.id}, 'ha', '2030-01-01 00:00:00'), (${bob.id}, 'hb', '2030-01-01 00:00:00')`);
-  await db.execute(sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('ip:192.0.2.1', 2, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`);
+  const [order] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into orders (user_id, status, total) values (${alice.id}, 'pending', '39.80') returning id`,
+  );
+  await db.execute(
+    sql`insert into order_items (order_id, product_id, quantity, price) values (${order.id}, ${products[0].id}, 2, '19.90')`,
+  );
+  await db.execute(
+    sql`insert into order_idempotency_keys (user_id, key, request_hash, order_id) values (${alice.id}, 'k-1', ${"a".repeat(64)}, ${order.id})`,
+  );
+  await db.execute(
+    sql`insert into sessions (user_id, token_hash, expires_at) values (${alice.id}, 'ha', '2030-01-01 00:00:00'), (${bob.id}, 'hb', '2030-01-01 00:00:00')`,
+  );
+  await db.execute(
+    sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('ip:192.0.2.1', 2, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`,
+  );
   return { alice: alice.id, bob: bob.id, products: products.map((p) => p.id), order: order.id };
 }
 
 /** Inserts, updates and deletes (with cascades) after the full backup. */
 async function change(db: Database, ids: Awaited<ReturnType<typeof seed>>) {
-  const [carol] = await queryRows<{ id: string }>(db, sql`insert into users (email, password_hash) values ('carol@example.com', 'h3') returning id`);
-  const [order2] = await queryRows<{ id: string }>(db, sql`insert into orders (user_id, status, total) values (${carol.id}, 'processing', '250.00') returning id`);
-  await db.execute(sql`insert into order_items (order_id, product_id, quantity, price) values (${order2.id}, ${ids.products[1]}, 1, '250.00')`);
+  const [carol] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into users (email, password_hash) values ('carol@example.com', 'h3') returning id`,
+  );
+  const [order2] = await queryRows<{ id: string }>(
+    db,
+    sql`insert into orders (user_id, status, total) values (${carol.id}, 'processing', '250.00') returning id`,
+  );
+  await db.execute(
+    sql`insert into order_items (order_id, product_id, quantity, price) values (${order2.id}, ${ids.products[1]}, 1, '250.00')`,
+  );
   await db.execute(sql`update products set stock = stock - 1, price = '21.00' where id = ${ids.products[1]}`);
   await db.execute(sql`delete from orders where id = ${ids.order}`);
   await db.execute(sql`delete from sessions where user_id = ${ids.bob}`);
   await db.execute(sql`update login_throttle set failures = failures + 1`);
-  await db.execute(sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('email:x@example.com', 1, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`);
+  await db.execute(
+    sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('email:x@example.com', 1, '2026-11-25 00:00:00', '2026-11-25 00:15:00')`,
+  );
 }
 
-const queryOn = (db: Database): Query => (text) => queryRows(db, sql.raw(text)) as never;
+const queryOn =
+  (db: Database): Query =>
+  (text) =>
+    queryRows(db, sql.raw(text)) as never;
 const statesOf = async (db: Database) => tableStates(queryOn(db), await describeTables(queryOn(db)));
 
 describe("restore: units", () => {
   test("pg_restore's session settings become transaction-local", () => {
-    const script = "SET statement_timeout = 0;\nSET LOCAL lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.x ();";
+    const script =
+      "SET statement_timeout = 0;\nSET LOCAL lock_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\nCREATE TABLE public.x ();";
     const local = localiseSettings(script);
     expect(local).toContain("SET LOCAL statement_timeout = 0;");
     expect(local).toContain("SET LOCAL lock_timeout = 0;");
@@ -85,7 +116,12 @@ describe("restore: units", () => {
   test("a backup id names its chain up to itself; latest is the newest chain; unknown is nothing", () => {
     const m = (id: string, kind: Manifest["kind"], chain: string, at: string) =>
       ({ id, kind, chain, createdAt: at, engine: "postgres" }) as Manifest;
-    const all = [m("f1", "full", "f1", "1"), m("i1", "incremental", "f1", "2"), m("i2", "incremental", "f1", "3"), m("f2", "full", "f2", "4")];
+    const all = [
+      m("f1", "full", "f1", "1"),
+      m("i1", "incremental", "f1", "2"),
+      m("i2", "incremental", "f1", "3"),
+      m("f2", "full", "f2", "4"),
+    ];
     expect(chainFor(all, "i1").map((x) => x.id)).toEqual(["f1", "i1"]);
     expect(chainFor(all, "i2").map((x) => x.id)).toEqual(["f1", "i1", "i2"]);
     expect(chainFor(all, "latest").map((x) => x.id)).toEqual(["f2"]);
@@ -174,7 +210,10 @@ describe.if(onPostgres)("restore: Postgres through PgBouncer (transaction mode)"
         });
         expect(restored.stderr).toBe("");
         expect(restored.exitCode).toBe(0);
-        expect(JSON.parse(restored.stdout.trim().split("\n").at(-1)!)).toMatchObject({ ok: true, chain: [expect.any(String), expect.any(String)] });
+        expect(JSON.parse(restored.stdout.trim().split("\n").at(-1)!)).toMatchObject({
+          ok: true,
+          chain: [expect.any(String), expect.any(String)],
+        });
 
         const copy = await createPostgresDatabase({ url: target, poolMax: 2, prepare: false });
         try {
@@ -264,7 +303,8 @@ describe.skipIf(onPostgres)("restore: the embedded default (PGlite)", () => {
     expect(seeded.exitCode).toBe(0);
     const backup = await cli(["job", "backup-full"], { DATA_DIR: source });
     expect(backup.exitCode).toBe(0);
-    const products = (JSON.parse(backup.stdout.trim().split("\n").at(-1)!) as { backup: { rows: Record<string, number> } }).backup.rows.products;
+    const products = (JSON.parse(backup.stdout.trim().split("\n").at(-1)!) as { backup: { rows: Record<string, number> } }).backup.rows
+      .products;
     expect(products).toBeGreaterThan(0);
 
     const target = join(await tempDir("restore-dst-"), "data");

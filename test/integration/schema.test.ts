@@ -1,8 +1,8 @@
 // The migrated schema, read back from the catalog, against the schema design
 // (plus the additions listed in docs/architecture.md: users.role, the stock CHECK). Runs on real Postgres and, since
 // PGlite has the same catalog, on the embedded database too.
-import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { sql, type SQL } from "drizzle-orm";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { type SQL, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client";
 import { sqlState } from "../../src/errors";
 import { getTestDatabase, onPostgres } from "../support/db";
@@ -76,7 +76,12 @@ const DESIGN_INDEXES: Array<[name: string, table: string, columns: string, uniqu
 ];
 
 /** information_schema's parts put back together the way the design writes a type. */
-function typeOf(c: { data_type: string; character_maximum_length: number | null; numeric_precision: number | null; numeric_scale: number | null }) {
+function typeOf(c: {
+  data_type: string;
+  character_maximum_length: number | null;
+  numeric_precision: number | null;
+  numeric_scale: number | null;
+}) {
   if (c.data_type === "character varying") return `character varying(${c.character_maximum_length})`;
   if (c.data_type === "numeric") return `numeric(${c.numeric_precision},${c.numeric_scale})`;
   return c.data_type;
@@ -119,7 +124,9 @@ describe(`schema (${onPostgres ? "Postgres" : "PGlite"}): tables and columns`, (
       for (const [name, type, nullable, dflt] of DESIGN[table]) {
         const c = actual.find((x) => x.column_name === name)!;
         const where = `${table}.${name}`;
-        expect(`${where} ${typeOf({ ...c, character_maximum_length: c.character_maximum_length === null ? null : Number(c.character_maximum_length), numeric_precision: c.numeric_precision === null ? null : Number(c.numeric_precision), numeric_scale: c.numeric_scale === null ? null : Number(c.numeric_scale) })}`).toBe(`${where} ${type}`);
+        expect(
+          `${where} ${typeOf({ ...c, character_maximum_length: c.character_maximum_length === null ? null : Number(c.character_maximum_length), numeric_precision: c.numeric_precision === null ? null : Number(c.numeric_precision), numeric_scale: c.numeric_scale === null ? null : Number(c.numeric_scale) })}`,
+        ).toBe(`${where} ${type}`);
         expect(`${where} nullable=${c.is_nullable}`).toBe(`${where} nullable=${nullable ? "YES" : "NO"}`);
         if (dflt === null) expect(`${where} default=${c.column_default}`).toBe(`${where} default=null`);
         else if (typeof dflt === "string") expect(`${where} default=${c.column_default}`).toBe(`${where} default=${dflt}`);
@@ -138,9 +145,7 @@ describe(`schema (${onPostgres ? "Postgres" : "PGlite"}): tables and columns`, (
              and tc.table_name in ('users', 'sessions', 'products', 'orders', 'order_items')
            order by tc.table_name`,
     );
-    expect(pks).toEqual(
-      [...DESIGN_TABLES].sort().map((table_name) => ({ table_name, column_name: "id" })),
-    );
+    expect(pks).toEqual([...DESIGN_TABLES].sort().map((table_name) => ({ table_name, column_name: "id" })));
   });
 });
 
@@ -191,13 +196,21 @@ describe(`schema (${onPostgres ? "Postgres" : "PGlite"}): constraints`, () => {
       expect(clause("orders_status_check")).toContain(`'${status}'`);
     }
     expect(clause("orders_status_check").match(/'[a-z]+'/g)).toHaveLength(5);
-    expect(clause("users_role_check").match(/'[a-z]+'/g)?.sort()).toEqual(["'admin'", "'customer'"]);
+    expect(
+      clause("users_role_check")
+        .match(/'[a-z]+'/g)
+        ?.sort(),
+    ).toEqual(["'admin'", "'customer'"]);
   });
 
   test("the database itself refuses rows that break them", async () => {
     const id = crypto.randomUUID();
     const cases: Array<[SQL, string, string]> = [
-      [sql`insert into order_items (order_id, product_id, quantity, price) values (${id}, ${id}, 0, 1)`, "23514", "order_items_quantity_check"],
+      [
+        sql`insert into order_items (order_id, product_id, quantity, price) values (${id}, ${id}, 0, 1)`,
+        "23514",
+        "order_items_quantity_check",
+      ],
       [sql`insert into orders (user_id, status, total) values (${id}, 'lost', 1)`, "23514", "orders_status_check"],
       [sql`insert into products (name, price, stock) values ('x', 1, -1)`, "23514", "products_stock_check"],
       [sql`insert into users (email, password_hash, role) values (${`${id}@example.com`}, 'x', 'root')`, "23514", "users_role_check"],
@@ -213,26 +226,28 @@ describe(`schema (${onPostgres ? "Postgres" : "PGlite"}): constraints`, () => {
 
   test("emails are unique (two rows with one email are refused) and stock defaults to 0", async () => {
     const email = `${crypto.randomUUID()}@example.com`;
-    await handle.db.transaction(async (tx) => {
-      await tx.execute(sql`insert into users (email, password_hash) values (${email}, 'x')`);
-      const [p] = await queryRows<{ stock: number; role: string }>(
-        tx,
-        sql`with p as (insert into products (name, price) values ('default stock', '1.00') returning stock)
+    await handle.db
+      .transaction(async (tx) => {
+        await tx.execute(sql`insert into users (email, password_hash) values (${email}, 'x')`);
+        const [p] = await queryRows<{ stock: number; role: string }>(
+          tx,
+          sql`with p as (insert into products (name, price) values ('default stock', '1.00') returning stock)
             select p.stock, (select role from users where email = ${email}) as role from p`,
-      );
-      expect(Number(p.stock)).toBe(0);
-      expect(p.role).toBe("customer");
-      const dup = await tx
-        .transaction((sp) => sp.execute(sql`insert into users (email, password_hash) values (${email}, 'y')`))
-        .then(
-          () => "accepted",
-          (e) => sqlState(e),
         );
-      expect(dup).toBe("23505");
-      tx.rollback();
-    }).catch((e) => {
-      if (!(e instanceof Error && e.message.includes("Rollback"))) throw e;
-    });
+        expect(Number(p.stock)).toBe(0);
+        expect(p.role).toBe("customer");
+        const dup = await tx
+          .transaction((sp) => sp.execute(sql`insert into users (email, password_hash) values (${email}, 'y')`))
+          .then(
+            () => "accepted",
+            (e) => sqlState(e),
+          );
+        expect(dup).toBe("23505");
+        tx.rollback();
+      })
+      .catch((e) => {
+        if (!(e instanceof Error && e.message.includes("Rollback"))) throw e;
+      });
   });
 });
 
@@ -248,7 +263,9 @@ describe(`schema (${onPostgres ? "Postgres" : "PGlite"}): indexes`, () => {
     for (const [name, table, columns, unique] of DESIGN_INDEXES) {
       const i = byName.get(name);
       expect(i ? `${name} on ${i.tablename}` : `${name} missing`).toBe(`${name} on ${table}`);
-      expect(i!.indexdef).toMatch(new RegExp(`^CREATE ${unique ? "UNIQUE " : ""}INDEX ${name} ON (public\\.)?${table} USING btree \\(${columns}\\)$`));
+      expect(i!.indexdef).toMatch(
+        new RegExp(`^CREATE ${unique ? "UNIQUE " : ""}INDEX ${name} ON (public\\.)?${table} USING btree \\(${columns}\\)$`),
+      );
     }
     for (const table of DESIGN_TABLES) {
       expect(idx.some((i) => i.tablename === table && /^CREATE UNIQUE INDEX \S+ ON \S+ USING btree \(id\)$/.test(i.indexdef))).toBe(true);

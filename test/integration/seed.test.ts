@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
-import { queryRows } from "../../src/db/client";
 import { seedAdmin } from "../../src/bootstrap";
+import { queryRows } from "../../src/db/client";
 import { CATALOG, DEV_CUSTOMERS, DEV_PASSWORD, seedCatalog, seedDevData } from "../../src/db/seed";
 import { callerFor, createTestDeps } from "../support/app";
 import { getTestDatabase, resetDatabase } from "../support/db";

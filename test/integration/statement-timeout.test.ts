@@ -85,18 +85,20 @@ describe.if(onPostgres)("statement timeout through the pooler", () => {
         await admin.db.execute(sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name}`);
         let outcome = "no connection with the setting";
         for (let attempt = 0; attempt < 20 && outcome !== "57014" && outcome !== "finished"; attempt++) {
-          outcome = await pooled.sql!.begin(async (tx) => {
-            const [row] = await tx`show statement_timeout`;
-            if (row.statement_timeout !== "300ms") return "an older server connection";
-            return tx`select pg_sleep(2)`.then(
-              () => "finished",
-              (error) => String((error as { code?: string }).code),
-            );
-          }).catch((error) => {
-            const code = (error as { code?: string }).code;
-            // The cancelled statement aborts the transaction; anything else is a dropped connection.
-            return code === "57014" ? "57014" : `connection error ${code}`;
-          });
+          outcome = await pooled
+            .sql!.begin(async (tx) => {
+              const [row] = await tx`show statement_timeout`;
+              if (row.statement_timeout !== "300ms") return "an older server connection";
+              return tx`select pg_sleep(2)`.then(
+                () => "finished",
+                (error) => String((error as { code?: string }).code),
+              );
+            })
+            .catch((error) => {
+              const code = (error as { code?: string }).code;
+              // The cancelled statement aborts the transaction; anything else is a dropped connection.
+              return code === "57014" ? "57014" : `connection error ${code}`;
+            });
         }
         expect(outcome).toBe("57014");
       } finally {

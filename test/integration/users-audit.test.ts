@@ -6,9 +6,9 @@ import { queryRows } from "../../src/db/client";
 import { accountStatus, auditEvents, products, users } from "../../src/db/schema";
 import { runPruneSessions } from "../../src/jobs/prune-sessions";
 import { toDbTime } from "../../src/lib/time";
-import { createProduct } from "../../src/services/products";
-import { auditActions, type AuditContext } from "../../src/services/audit";
+import { type AuditContext, auditActions } from "../../src/services/audit";
 import { adjustStock } from "../../src/services/inventory";
+import { createProduct } from "../../src/services/products";
 import { callerFor, createTestClock, createTestDeps, errorCodeOf, insertProducts, signUp, signUpAdmin, uniqueEmail } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 import { createMailbox } from "../support/mail";
@@ -88,8 +88,12 @@ describe("users: happy path", () => {
     await user.caller.auth.me();
     await admin.caller.users.disable({ id: user.user.id });
     expect(await errorCodeOf(user.caller.auth.me())).toBe("UNAUTHORIZED");
-    const wrong = await callerFor(d).auth.login({ email: user.user.email, password: "not the password" }).catch((e) => e);
-    const disabled = await callerFor(d).auth.login({ email: user.user.email, password: user.password }).catch((e) => e);
+    const wrong = await callerFor(d)
+      .auth.login({ email: user.user.email, password: "not the password" })
+      .catch((e) => e);
+    const disabled = await callerFor(d)
+      .auth.login({ email: user.user.email, password: user.password })
+      .catch((e) => e);
     expect(disabled.code).toBe("UNAUTHORIZED");
     expect(disabled.message).toBe(wrong.message);
   });
@@ -257,9 +261,17 @@ describe("audit: every change leaves exactly one event, in its own transaction",
     });
     expect(byAction("inventory.adjusted").details).toEqual({ delta: -2, oldStock: 5, newStock: 3 });
     expect(byAction("inventory.set").details).toEqual({ oldStock: 3, newStock: 40 });
-    expect(byAction("orders.cancelled")).toMatchObject({ actorId: user.user.id, targetType: "order", targetId: order.id, details: { oldStatus: "pending", newStatus: "cancelled" } });
+    expect(byAction("orders.cancelled")).toMatchObject({
+      actorId: user.user.id,
+      targetType: "order",
+      targetId: order.id,
+      details: { oldStatus: "pending", newStatus: "cancelled" },
+    });
     expect(byAction("orders.status_changed").details).toEqual({ oldStatus: "pending", newStatus: "processing" });
-    expect(events.filter((e) => e.action === "users.role_changed").map((e) => e.details)).toContainEqual({ oldRole: "customer", newRole: "admin" });
+    expect(events.filter((e) => e.action === "users.role_changed").map((e) => e.details)).toContainEqual({
+      oldRole: "customer",
+      newRole: "admin",
+    });
     expect(byAction("auth.password_reset")).toMatchObject({ actorId: null, targetId: user.user.id });
     expect(afterReset.user.id).toBe(user.user.id);
     const failed = events.filter((e) => e.action === "auth.login_failed");
@@ -279,7 +291,9 @@ describe("audit: every change leaves exactly one event, in its own transaction",
     expect(await errorCodeOf(admin.caller.products.delete({ id: unknown }))).toBe("NOT_FOUND");
     expect(await errorCodeOf(admin.caller.orders.updateStatus({ id: unknown, status: "shipped" }))).toBe("NOT_FOUND");
     expect(await errorCodeOf(admin.caller.auth.revokeSession({ sessionId: unknown }))).toBe("NOT_FOUND");
-    expect(await errorCodeOf(callerFor(d).auth.resetPassword({ token: "C".repeat(43), newPassword: "violet staple ferry 93" }))).toBe("BAD_REQUEST");
+    expect(await errorCodeOf(callerFor(d).auth.resetPassword({ token: "C".repeat(43), newPassword: "violet staple ferry 93" }))).toBe(
+      "BAD_REQUEST",
+    );
     expect(await eventsOf()).toHaveLength(before);
   });
 
@@ -318,7 +332,12 @@ describe("audit.list", () => {
     expect(page3.nextCursor).toBeNull();
     const one = await admin.caller.audit.list({ targetId: made[2]!.id });
     expect(one.items).toHaveLength(1);
-    expect(one.items[0]).toMatchObject({ action: "products.created", actorId: admin.user.id, targetType: "product", at: expect.stringMatching(/Z$/) });
+    expect(one.items[0]).toMatchObject({
+      action: "products.created",
+      actorId: admin.user.id,
+      targetType: "product",
+      at: expect.stringMatching(/Z$/),
+    });
     expect((await admin.caller.audit.list({ actorId: admin.user.id })).items.every((e) => e.actorId === admin.user.id)).toBe(true);
     expect((await admin.caller.audit.list({ actorId: "00000000-0000-4000-8000-000000000000" })).items).toEqual([]);
   });

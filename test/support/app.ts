@@ -1,14 +1,14 @@
 import { expect } from "bun:test";
+import { eq, inArray } from "drizzle-orm";
+import { createApp } from "../../src/app";
 import type { Database, DatabaseHandle } from "../../src/db/client";
-import { parseEnv, type Env } from "../../src/env";
+import { products, users } from "../../src/db/schema";
+import { type AppDeps, createDeps, type JobDeps } from "../../src/deps";
+import { type Env, parseEnv } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
 import { appRouter } from "../../src/routers";
-import { createApp } from "../../src/app";
-import { createDeps, type AppDeps, type JobDeps } from "../../src/deps";
-import { onPostgres } from "./db";
 import { createCallerFactory } from "../../src/trpc/init";
-import { products, users } from "../../src/db/schema";
-import { eq, inArray } from "drizzle-orm";
+import { onPostgres } from "./db";
 
 export const TEST_JWT_SECRET = "test-secret-that-is-at-least-32-bytes-long!!";
 

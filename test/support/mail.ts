@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { mailOutbox } from "../../src/db/schema";
+import type { AppDeps } from "../../src/deps";
 import { runDeliverMail } from "../../src/jobs/deliver-mail";
 import { fileTransport, type MailTransport } from "../../src/mail/transport";
-import type { AppDeps } from "../../src/deps";
 
 export interface Mailbox {
   dir: string;

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { hash as nativeHash } from "@node-rs/argon2";
 import { createArgon2 } from "../../src/lib/argon2-wasm";
-import { PASSWORD_PARAMS, hashPassword, verifyPassword } from "../../src/lib/passwords";
+import { hashPassword, PASSWORD_PARAMS, verifyPassword } from "../../src/lib/passwords";
 import { hashPassword as deployHash, verifyPassword as deployVerify } from "../../src/lib/passwords-deno-wasm";
 
 const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};

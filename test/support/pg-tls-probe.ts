@@ -21,7 +21,14 @@ try {
     ),
   );
   const seen = rows.map((r) => r[0]);
-  console.log(JSON.stringify({ ok: true, connections: new Set(seen.map((r) => r.pid)).size, ssl: seen.every((r) => r.ssl), version: seen[0]?.version ?? null }));
+  console.log(
+    JSON.stringify({
+      ok: true,
+      connections: new Set(seen.map((r) => r.pid)).size,
+      ssl: seen.every((r) => r.ssl),
+      version: seen[0]?.version ?? null,
+    }),
+  );
 } catch (error) {
   // Drizzle wraps the driver's error (the TLS failure) as its cause.
   const e = ((error as { cause?: unknown }).cause ?? error) as { message?: string; code?: string };

@@ -1,8 +1,8 @@
 // The real Bun server as a child process (`bun run src/server.ts`), for the e2e and start-up
 // tests, and an in-process server on a real socket for tests that need their own deps (a clock).
 import { mkdtemp, rm } from "node:fs/promises";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createApp } from "../../src/app";
@@ -129,11 +129,7 @@ export async function runServerExpectingExit(env: Record<string, string>, timeou
     stderr: "pipe",
   });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [exitCode, stdout, stderr] = await Promise.all([
-    proc.exited,
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-  ]);
+  const [exitCode, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   clearTimeout(timer);
   return { exitCode, stdout, stderr, stderrLines: stderr.split("\n").filter((l) => l.trim() !== "") };
 }

@@ -53,7 +53,17 @@ describe("cron: matching", () => {
 });
 
 describe("cron: errors", () => {
-  for (const bad of ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "*/0 * * * *", "5-1 * * * *", "MON * * * *", "1/2/3 * * * *", ""]) {
+  for (const bad of [
+    "* * * *",
+    "60 * * * *",
+    "* 24 * * *",
+    "* * 0 * *",
+    "*/0 * * * *",
+    "5-1 * * * *",
+    "MON * * * *",
+    "1/2/3 * * * *",
+    "",
+  ]) {
     test(`refuses "${bad}"`, () => {
       expect(() => parseCron(bad)).toThrow();
     });

@@ -2,16 +2,10 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { DomainError } from "../../src/errors";
 import { calendarTimestampText, decodeCursor, encodeCursor, timestampText, uuidText } from "../../src/lib/cursor";
-import {
-  decodeProductCursor,
-  encodeProductCursor,
-  escapeLikePattern,
-  productSorts,
-  type ProductSort,
-} from "../../src/services/products";
+import { decodeProductCursor, encodeProductCursor, escapeLikePattern, type ProductSort, productSorts } from "../../src/services/products";
 
 const ID = "0190c6a2-7f3e-7a11-8b22-3c4d5e6f7a8b";
-const row = { id: ID, createdAt: "2026-11-24 23:17:00.123456", price: "19.90", name: "Tee \"quoted\" ✓ 東京" };
+const row = { id: ID, createdAt: "2026-11-24 23:17:00.123456", price: "19.90", name: 'Tee "quoted" ✓ 東京' };
 
 function kindOf(fn: () => unknown): string {
   try {

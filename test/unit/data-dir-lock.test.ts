@@ -129,7 +129,9 @@ describe("data-dir lock: errors", () => {
   test("a request with no handler is answered with an error, not a crash", async () => {
     const dir = await tempDir();
     const lock = await acquireDataDirLock(dir, { command: "cli" });
-    expect((await askDataDirOwner(dir, { op: "job", name: "backup-full" }))?.reply).toMatchObject({ error: expect.stringContaining("takes no requests") });
+    expect((await askDataDirOwner(dir, { op: "job", name: "backup-full" }))?.reply).toMatchObject({
+      error: expect.stringContaining("takes no requests"),
+    });
     await lock.release();
   });
 });

@@ -13,7 +13,11 @@ import { orderItems, orders, products, users } from "../../src/db/schema";
 import { mapResultRow as published } from "../support/oracles/drizzle-map-result-row";
 import { EXPECT_PATCHES, isPatched, locateDefinition, skipNote } from "../support/patches";
 
-type MapResultRow = (columns: unknown[], row: unknown[], joinsNotNullableMap: Record<string, boolean> | undefined) => Record<string, unknown>;
+type MapResultRow = (
+  columns: unknown[],
+  row: unknown[],
+  joinsNotNullableMap: Record<string, boolean> | undefined,
+) => Record<string, unknown>;
 
 const require = createRequire(import.meta.url);
 const located = locateDefinition("drizzle-orm", "mapResultRow");
@@ -37,9 +41,12 @@ describe("the Drizzle patch", () => {
     }
   });
 
-  test.skipIf(EXPECT_PATCHES === undefined)(`is in the state this run expects (EXPECT_PATCHES=${EXPECT_PATCHES ?? ""})${skipNote(EXPECT_PATCHES !== undefined, "EXPECT_PATCHES is unset")}`, () => {
-    expect(applied ? "applied" : "absent").toBe(EXPECT_PATCHES!);
-  });
+  test.skipIf(EXPECT_PATCHES === undefined)(
+    `is in the state this run expects (EXPECT_PATCHES=${EXPECT_PATCHES ?? ""})${skipNote(EXPECT_PATCHES !== undefined, "EXPECT_PATCHES is unset")}`,
+    () => {
+      expect(applied ? "applied" : "absent").toBe(EXPECT_PATCHES!);
+    },
+  );
 });
 
 // A Drizzle instance that never connects: only the select builders' field lists are needed.
@@ -74,7 +81,10 @@ describe.skipIf(!applied)(`the patched drizzle mapResultRow against the publishe
         })
         .from(products),
     );
-    for (const row of [["x", "12", "LAMP", "1.00", now], ["x", null, null, null, null]]) {
+    for (const row of [
+      ["x", "12", "LAMP", "1.00", now],
+      ["x", null, null, null, null],
+    ]) {
       const mine = patched(fields, row, undefined);
       expect(mine).toEqual(published(fields, row, undefined));
       expect(Object.keys(mine)).toEqual(Object.keys(published(fields, row, undefined)));

@@ -89,7 +89,11 @@ describe("env: security", () => {
 describe("env: maintenance connections and CLI commands", () => {
   test("DATABASE_DIRECT_URL is optional, and when set must be a Postgres URL (named in the message)", () => {
     expect(parseEnv({}).DATABASE_DIRECT_URL).toBeUndefined();
-    const env = parseEnv({ DATABASE_URL: "postgres://pooler.example.com/shop", DATABASE_DIRECT_URL: "postgres://db.example.com/shop", JWT_SECRET: SECRET });
+    const env = parseEnv({
+      DATABASE_URL: "postgres://pooler.example.com/shop",
+      DATABASE_DIRECT_URL: "postgres://db.example.com/shop",
+      JWT_SECRET: SECRET,
+    });
     expect(env.DATABASE_DIRECT_URL).toBe("postgres://db.example.com/shop");
     const message = messageOf({ DATABASE_DIRECT_URL: "mysql://db.example.com/shop" });
     expect(message).toContain("DATABASE_DIRECT_URL");

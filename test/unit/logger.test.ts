@@ -12,7 +12,10 @@ describe("describeError", () => {
       const failure = await handle.db
         .insert(users)
         .values({ email: "leak@example.com", passwordHash: secret })
-        .then(() => undefined, (error: unknown) => error);
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
       expect(failure).toBeInstanceOf(Error);
       const logged = JSON.stringify(describeError(failure));
       expect(logged).toContain("insert into");
@@ -33,7 +36,10 @@ describe("describeError", () => {
 describe("createBufferedWriter", () => {
   test("lines are written after the current turn, together and in order, never during write()", async () => {
     const chunks: string[] = [];
-    const out = createBufferedWriter((c) => chunks.push(c), (c) => chunks.push(c));
+    const out = createBufferedWriter(
+      (c) => chunks.push(c),
+      (c) => chunks.push(c),
+    );
     out.write("one");
     out.write("two");
     expect(chunks).toEqual([]);
@@ -46,7 +52,11 @@ describe("createBufferedWriter", () => {
 
   test("a large backlog is written at once instead of growing", () => {
     const chunks: string[] = [];
-    const out = createBufferedWriter((c) => chunks.push(c), () => {}, 10);
+    const out = createBufferedWriter(
+      (c) => chunks.push(c),
+      () => {},
+      10,
+    );
     out.write("0123456789");
     expect(chunks).toEqual(["0123456789\n"]);
   });

@@ -25,7 +25,9 @@ describe("observability: happy path", () => {
   });
 
   test("statement shapes keep placeholders and drop literals; operations come from a closed set", () => {
-    expect(statementShape(`select "id"\n  from "products" where "id" = $1 limit $2`)).toBe(`select "id" from "products" where "id" = $1 limit $2`);
+    expect(statementShape(`select "id"\n  from "products" where "id" = $1 limit $2`)).toBe(
+      `select "id" from "products" where "id" = $1 limit $2`,
+    );
     expect(statementShape("select 'a@b.example' as e, 42, x1, \"t2\".c from t where n > 3.5")).toBe(
       "select '?' as e, ?, x1, \"t2\".c from t where n > ?",
     );
@@ -71,7 +73,9 @@ describe("observability: errors", () => {
   test("bad values are refused naming the variable, never echoing a token", () => {
     expect(refused({ METRICS: "yes" })).toContain("METRICS must be true or false");
     expect(refused({ LOG_SLOW_QUERY_MS: "-1" })).toContain("LOG_SLOW_QUERY_MS");
-    expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" })).toContain("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL");
+    expect(refused({ OTEL_EXPORTER_OTLP_ENDPOINT: "localhost:4318" })).toContain(
+      "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL",
+    );
     const message = refused({ METRICS_TOKEN: "short-token" });
     expect(message).toContain("METRICS_TOKEN must be 16 to 256");
     expect(message).not.toContain("short-token");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { SignJWT, decodeJwt, decodeProtectedHeader } from "jose";
+import { decodeJwt, decodeProtectedHeader, SignJWT } from "jose";
 import {
   createTokenConfig,
   digestsEqual,
@@ -88,12 +88,18 @@ describe("tokens: security (every forgery is UNAUTHORIZED)", () => {
   });
 
   test("missing exp, sid or sub, or a wrong issuer or audience", async () => {
-    const sign = (payload: Record<string, unknown>) =>
-      new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).sign(config.secret);
+    const sign = (payload: Record<string, unknown>) => new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).sign(config.secret);
     const { exp: _exp, ...noExp } = claims();
     const { sid: _sid, ...noSid } = claims();
     const { sub: _sub, ...noSub } = claims();
-    for (const payload of [noExp, noSid, noSub, { ...claims(), iss: "someone-else" }, { ...claims(), aud: "other-api" }, { ...claims(), sid: "not-a-uuid" }]) {
+    for (const payload of [
+      noExp,
+      noSid,
+      noSub,
+      { ...claims(), iss: "someone-else" },
+      { ...claims(), aud: "other-api" },
+      { ...claims(), sid: "not-a-uuid" },
+    ]) {
       expect(await codeOf(verifyAccessToken(config, await sign(payload), now))).toBe("UNAUTHORIZED");
     }
   });

@@ -26,10 +26,7 @@ export const orders = pgTable(
     // Addition: orders.list pages a customer's orders newest first by (created_at, id); with this
     // index the page is a short backward index scan instead of reading and sorting all their orders.
     index("idx_orders_user_id_created_at_id").on(t.userId, t.createdAt, t.id),
-    check(
-      "orders_status_check",
-      sql`${t.status} in ('pending', 'processing', 'shipped', 'delivered', 'cancelled')`,
-    ),
+    check("orders_status_check", sql`${t.status} in ('pending', 'processing', 'shipped', 'delivered', 'cancelled')`),
   ],
 );
 

@@ -1,4 +1,4 @@
-import { index, pgTable, uuid, varchar, timestamp } from "drizzle-orm/pg-core";
+import { index, pgTable, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
 import { createdAt } from "./columns";
 import { users } from "./users";
 

@@ -1,12 +1,13 @@
 // The backup jobs (Bun host only): full, incremental, restore-verify, each followed by the
 // retention sweep. Postgres when DATABASE_URL is set, the embedded PGlite otherwise.
-import { describeError } from "../../lib/logger";
+
+import { join } from "node:path";
 import type { JobDeps } from "../../deps";
+import { describeError } from "../../lib/logger";
 import type { JobReport } from "../types";
 import { restorePgliteBackup, takePgliteBackup } from "./pglite";
 import { dropScratch, restoreChain, takeFullBackup, takeIncrementalBackup } from "./postgres";
-import { applyRetention, compareTables, ensureBackupDir, listManifests, newestChain, sha256File, type Manifest } from "./store";
-import { join } from "node:path";
+import { applyRetention, compareTables, ensureBackupDir, listManifests, type Manifest, newestChain, sha256File } from "./store";
 
 function postgresUrl(deps: JobDeps): string {
   const url = deps.env.DATABASE_URL;
@@ -57,7 +58,12 @@ export async function runBackupIncremental(deps: JobDeps): Promise<JobReport> {
   if (deps.handle.kind === "pglite") {
     // The embedded database is small and has no change feed to read: a snapshot is its increment.
     const manifest = await takePgliteBackup(deps.handle.pglite!, dir, now);
-    return withRetention(deps, { job: "backup-incremental", ok: true, backup: summary(manifest), note: "embedded database: a full snapshot was taken" });
+    return withRetention(deps, {
+      job: "backup-incremental",
+      ok: true,
+      backup: summary(manifest),
+      note: "embedded database: a full snapshot was taken",
+    });
   }
   const url = maintenanceUrl(deps);
   const chain = newestChain(await listManifests(dir, "postgres"));
@@ -94,7 +100,8 @@ export async function runRestoreVerify(deps: JobDeps, opts: { keepScratch?: bool
   const corrupted: string[] = [];
   for (const m of chain) {
     const actual = await sha256File(join(dir, m.file)).catch(() => "missing");
-    if (actual !== m.sha256) corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
+    if (actual !== m.sha256)
+      corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
   }
   if (corrupted.length) return fail(corrupted);
 

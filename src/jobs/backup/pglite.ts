@@ -1,12 +1,16 @@
 // Backups of the embedded PGlite database: its own data-directory tarball, with the same
 // manifest (row counts and checksums) as the Postgres backups.
-import type { PGlite } from "@electric-sql/pglite";
+
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { backupId, writeManifest, type Manifest, type TableState } from "./store";
-import { describeTables, tableStates, type Query } from "./tables";
+import type { PGlite } from "@electric-sql/pglite";
+import { backupId, type Manifest, type TableState, writeManifest } from "./store";
+import { describeTables, type Query, tableStates } from "./tables";
 
-const queryOf = (pg: Pick<PGlite, "query">): Query => async (text, params) => (await pg.query(text, params)).rows as never;
+const queryOf =
+  (pg: Pick<PGlite, "query">): Query =>
+  async (text, params) =>
+    (await pg.query(text, params)).rows as never;
 
 /**
  * Counts, checksums and the dump happen inside one PGlite transaction: PGlite serialises every

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createGunzip, createGzip } from "node:zlib";
 import type { Sql, TransactionSql } from "postgres";
-import { backupId, writeManifest, type Manifest, type TableState } from "./store";
-import { describeTables, EXCLUDED_TABLES, qualified, quoteIdent, schemaHashOf, tableStates, type Query, type TableInfo } from "./tables";
+import { backupId, type Manifest, type TableState, writeManifest } from "./store";
+import { describeTables, EXCLUDED_TABLES, type Query, qualified, quoteIdent, schemaHashOf, type TableInfo, tableStates } from "./tables";
 
 const XID_SPACE = 2n ** 32n;
 /** Past this distance (in transaction ids) a chain's base is too old for xmin arithmetic. */
@@ -44,7 +44,8 @@ function runTool(tool: string, args: string[], url: string): Promise<void> {
       [...args, `--dbname=${bare}`],
       { env: { ...process.env, ...(password ? { PGPASSWORD: password } : {}) }, maxBuffer: 16 * 1024 * 1024 },
       (error, _stdout, stderr) => {
-        if (error) reject(new Error(`${tool.split("/").pop()} failed: ${String(stderr).trim().split("\n").slice(-3).join(" | ") || error.message}`));
+        if (error)
+          reject(new Error(`${tool.split("/").pop()} failed: ${String(stderr).trim().split("\n").slice(-3).join(" | ") || error.message}`));
         else resolve();
       },
     );
@@ -56,7 +57,10 @@ async function connect(url: string): Promise<Sql> {
   return postgres(url, { max: 1, prepare: false, onnotice: () => {}, connect_timeout: 10 });
 }
 
-const queryOf = (sql: Sql | TransactionSql): Query => (text, params) => sql.unsafe(text, (params ?? []) as never[]) as never;
+const queryOf =
+  (sql: Sql | TransactionSql): Query =>
+  (text, params) =>
+    sql.unsafe(text, (params ?? []) as never[]) as never;
 
 interface SnapshotInfo {
   snapshot: string;
@@ -100,7 +104,12 @@ export async function takeFullBackup(url: string, dir: string, now: Date, dumpUr
       if (dumpUrl) {
         await runTool(
           findPgTool("pg_dump"),
-          ["--format=custom", `--snapshot=${snap.snapshot}`, `--file=${partial}`, ...EXCLUDED_TABLES.map((t) => `--exclude-table-data=${t}`)],
+          [
+            "--format=custom",
+            `--snapshot=${snap.snapshot}`,
+            `--file=${partial}`,
+            ...EXCLUDED_TABLES.map((t) => `--exclude-table-data=${t}`),
+          ],
           dumpUrl,
         ).catch(async (error) => {
           await rm(partial, { force: true });
@@ -203,7 +212,9 @@ export async function takeIncrementalBackup(
       const snap = await openSnapshot(tx, false);
       const query = queryOf(tx);
       const tables = await describeTables(query);
-      const broken = chainBreak(parent, snap) ?? (parent.schemaHash === schemaHashOf(tables) ? undefined : "the schema changed since the previous backup");
+      const broken =
+        chainBreak(parent, snap) ??
+        (parent.schemaHash === schemaHashOf(tables) ? undefined : "the schema changed since the previous backup");
       if (broken) return { chainBroken: broken };
       const sinceXid = (BigInt(parent.snapshotXmin!) % XID_SPACE).toString();
       const partial = join(dir, `${file}.partial`);
@@ -248,7 +259,9 @@ export async function applyRowsFile(sql: Sql, path: string): Promise<void> {
       if (seen.has(t.name)) return;
       seen.add(t.name);
       return Promise.all([
-        tx.unsafe(`create temp table ${quoteIdent(`_k_${t.name}`)} on commit drop as select ${t.primaryKey.map(quoteIdent).join(", ")} from ${qualified(t.name)} with no data`),
+        tx.unsafe(
+          `create temp table ${quoteIdent(`_k_${t.name}`)} on commit drop as select ${t.primaryKey.map(quoteIdent).join(", ")} from ${qualified(t.name)} with no data`,
+        ),
         tx.unsafe(`create temp table ${quoteIdent(`_r_${t.name}`)} (like ${qualified(t.name)}) on commit drop`),
       ]);
     };
@@ -260,7 +273,9 @@ export async function applyRowsFile(sql: Sql, path: string): Promise<void> {
       const t = byName.get(table)!;
       const target = `pg_temp.${quoteIdent(`${kind === "K" ? "_k_" : "_r_"}${table}`)}`;
       const cols = kind === "K" ? t.primaryKey.map(quoteIdent).join(", ") : "*";
-      await tx.unsafe(`insert into ${target} select ${cols} from json_populate_recordset(null::${qualified(table)}, $1::text::json)`, [`[${lines.join(",")}]`]);
+      await tx.unsafe(`insert into ${target} select ${cols} from json_populate_recordset(null::${qualified(table)}, $1::text::json)`, [
+        `[${lines.join(",")}]`,
+      ]);
     };
     const lines = createInterface({ input: createReadStream(path).pipe(createGunzip()), crlfDelay: Infinity });
     for await (const line of lines) {
@@ -269,7 +284,8 @@ export async function applyRowsFile(sql: Sql, path: string): Promise<void> {
       const table = line.slice(0, first);
       const kind = line.slice(first + 1, first + 2);
       const t = byName.get(table);
-      if (!t || (kind !== "K" && kind !== "R")) throw new Error(`incremental ${path}: unknown table or record kind in "${line.slice(0, 40)}"`);
+      if (!t || (kind !== "K" && kind !== "R"))
+        throw new Error(`incremental ${path}: unknown table or record kind in "${line.slice(0, 40)}"`);
       await stage(t);
       const key = `${table}\t${kind}`;
       const batch = pending.get(key) ?? [];
@@ -286,7 +302,9 @@ export async function applyRowsFile(sql: Sql, path: string): Promise<void> {
     for (const t of tables) await tx.unsafe(`analyze pg_temp.${quoteIdent(`_k_${t.name}`)}`);
     for (const t of [...tables].reverse()) {
       const match = t.primaryKey.map((c) => `k.${quoteIdent(c)} = t.${quoteIdent(c)}`).join(" and ");
-      await tx.unsafe(`delete from ${qualified(t.name)} t where not exists (select 1 from pg_temp.${quoteIdent(`_k_${t.name}`)} k where ${match})`);
+      await tx.unsafe(
+        `delete from ${qualified(t.name)} t where not exists (select 1 from pg_temp.${quoteIdent(`_k_${t.name}`)} k where ${match})`,
+      );
     }
     for (const t of tables) {
       const rest = t.columns.filter((c) => !t.primaryKey.includes(c));
@@ -321,9 +339,7 @@ async function userRelations(sql: Sql): Promise<number> {
  * staying on a server connection that the pooler then lends to another client.
  */
 export function localiseSettings(statement: string): string {
-  return statement
-    .replace(/^SET (?!LOCAL )(\w+)/gm, "SET LOCAL $1")
-    .replace(/(set_config\('[^']+', '[^']*', )false\)/g, "$1true)");
+  return statement.replace(/^SET (?!LOCAL )(\w+)/gm, "SET LOCAL $1").replace(/(set_config\('[^']+', '[^']*', )false\)/g, "$1true)");
 }
 
 /**
@@ -385,12 +401,15 @@ export async function restoreInto(
   const target = await connect(targetUrl);
   try {
     if ((await userRelations(target)) > 0 && !opts.force) {
-      throw new RestoreTargetNotEmptyError("the target database is not empty: restore into a new, empty database, or pass --force to replace its contents");
+      throw new RestoreTargetNotEmptyError(
+        "the target database is not empty: restore into a new, empty database, or pass --force to replace its contents",
+      );
     }
     const rowsFiles = incrementals.map((m) => m.file);
     await target.begin(async (tx) => {
       await tx.unsafe("set local statement_timeout = 0");
-      if (opts.force) await tx.unsafe("drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public").simple();
+      if (opts.force)
+        await tx.unsafe("drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public").simple();
       if (full.file.endsWith(".dump")) await runDumpScript(tx, join(dir, full.file));
       else {
         await tx.unsafe("set local search_path = public");

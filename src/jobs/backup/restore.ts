@@ -2,9 +2,9 @@
 // restored into a database the service can then run on, and checked against its manifest.
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { restoreInto, RestoreTargetNotEmptyError } from "./postgres";
-import { compareTables, listManifests, newestChain, sha256File, type Manifest, type TableState } from "./store";
-import { describeTables, tableStates, type Query } from "./tables";
+import { RestoreTargetNotEmptyError, restoreInto } from "./postgres";
+import { compareTables, listManifests, type Manifest, newestChain, sha256File, type TableState } from "./store";
+import { describeTables, type Query, tableStates } from "./tables";
 
 export interface RestoreOptions {
   backupDir: string;
@@ -53,7 +53,8 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreReport
   const corrupted: string[] = [];
   for (const m of chain) {
     const actual = await sha256File(join(opts.backupDir, m.file)).catch(() => "missing");
-    if (actual !== m.sha256) corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
+    if (actual !== m.sha256)
+      corrupted.push(`${m.file}: ${actual === "missing" ? "missing" : "contents changed since the backup (sha256 differs)"}`);
   }
   if (corrupted.length) return { ok: false, chain: ids, problems: corrupted };
 
@@ -69,14 +70,22 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreReport
     tables = await restoreEmbedded(opts.pgdataDir!, join(opts.backupDir, chain.at(-1)!.file), opts.force);
   }
   const problems = compareTables(chain.at(-1)!.tables, tables);
-  return { ok: problems.length === 0, chain: ids, tables: Object.fromEntries(Object.entries(tables).map(([t, s]) => [t, s.rows])), ...(problems.length ? { problems } : {}) };
+  return {
+    ok: problems.length === 0,
+    chain: ids,
+    tables: Object.fromEntries(Object.entries(tables).map(([t, s]) => [t, s.rows])),
+    ...(problems.length ? { problems } : {}),
+  };
 }
 
 /** Unpacks an embedded-database tarball into an empty data directory and measures it. */
 async function restoreEmbedded(pgdataDir: string, tarball: string, force = false): Promise<Record<string, TableState>> {
   const existing = await readdir(pgdataDir).catch(() => [] as string[]);
   if (existing.length > 0) {
-    if (!force) throw new RestoreRefusedError(`DATA_DIR already holds a database (${pgdataDir}): restore into an empty DATA_DIR, or pass --force to replace it`);
+    if (!force)
+      throw new RestoreRefusedError(
+        `DATA_DIR already holds a database (${pgdataDir}): restore into an empty DATA_DIR, or pass --force to replace it`,
+      );
     await rm(pgdataDir, { recursive: true, force: true });
   }
   await mkdir(pgdataDir, { recursive: true, mode: 0o700 });
