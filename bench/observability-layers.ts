@@ -65,7 +65,10 @@ const names = Object.keys(configs) as Name[];
 const per: Record<string, number[]> = {};
 for (let r = 0; r < ROUNDS; r++) {
   const order = names.map((_, k) => names[(k + r) % names.length]);
-  for (const n of order) (per[n] ??= []).push(await cpuPerCall(call(n)));
+  for (const n of order) {
+    per[n] ??= [];
+    per[n].push(await cpuPerCall(call(n)));
+  }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 console.log(`products.byId in-process, ${N} calls × ${ROUNDS} rounds, CPU µs per call (median; rounds):`);

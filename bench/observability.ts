@@ -108,7 +108,7 @@ async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "bench-obs-"));
   const db = await openBenchDatabase(log);
   const receiver = startReceiver();
-  const cleanups: (() => Promise<unknown> | void)[] = [() => db.teardown(), () => receiver.stop()];
+  const cleanups: (() => Promise<unknown> | undefined)[] = [() => db.teardown(), () => receiver.stop()];
   let exitCode = 0;
   try {
     const handle = await createPostgresDatabase({ url: db.directUrl, poolMax: 4, prepare: false });
@@ -120,11 +120,11 @@ async function main() {
     const customers = await loadCustomers(handle.db, secret, opts.smoke ? 8 : 64);
     const productIds = await loadProducts(handle.db, opts.smoke ? 100 : 1000, 100_000_000);
     await writeKeyTables(admin, productIds, customers);
-    writeFileSync(join(dataDir, "tokens.txt"), customers.map((c) => c.token).join("\n") + "\n");
-    writeFileSync(join(dataDir, "emails.txt"), customers.map((c) => c.email).join("\n") + "\n");
+    writeFileSync(join(dataDir, "tokens.txt"), `${customers.map((c) => c.token).join("\n")}\n`);
+    writeFileSync(join(dataDir, "emails.txt"), `${customers.map((c) => c.email).join("\n")}\n`);
     writeFileSync(join(dataDir, "password.txt"), `${BENCH_PASSWORD}\n`);
-    writeFileSync(join(dataDir, "product-ids.txt"), productIds.join("\n") + "\n");
-    writeFileSync(join(dataDir, "order-product-ids.txt"), productIds.join("\n") + "\n");
+    writeFileSync(join(dataDir, "product-ids.txt"), `${productIds.join("\n")}\n`);
+    writeFileSync(join(dataDir, "order-product-ids.txt"), `${productIds.join("\n")}\n`);
     await admin.unsafe(`${HARNESS_MARK} vacuum analyze`);
 
     const common = {
@@ -257,7 +257,7 @@ async function main() {
         .replace(/:/g, "-")
         .replace(/\.\d+Z$/, "Z")}-observability${opts.smoke ? "-smoke" : ""}.json`,
     );
-    writeFileSync(file, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
     log(`results written to ${file}`);
   } catch (error) {
     exitCode = 1;

@@ -48,7 +48,7 @@ async function main() {
     await runMigrations(handle.db);
     const productIds = await loadProducts(handle.db, smoke ? 200 : 2_000, 1_000_000);
     await handle.close();
-    writeFileSync(join(dataDir, "product-ids.txt"), productIds.join("\n") + "\n");
+    writeFileSync(join(dataDir, "product-ids.txt"), `${productIds.join("\n")}\n`);
 
     const env = {
       DATABASE_URL: db.pooledUrl,
@@ -155,8 +155,8 @@ async function main() {
         );
       }
     }
-    const report = lines.join("\n") + "\n";
-    console.log("\n" + report);
+    const report = `${lines.join("\n")}\n`;
+    console.log(`\n${report}`);
     if (!smoke) {
       const file = join(repoRoot, "bench/results", `${new Date().toISOString().slice(0, 10)}-deno.md`);
       writeFileSync(file, report);

@@ -12,7 +12,7 @@ const SCRIPT_PATH = `${REFERENCE_PATH}/reference.js`;
 /** Reads the reference page's script; a host without one serves /openapi.json only. */
 export type ReferenceScript = () => Promise<Blob>;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any Hono app, whatever its bindings
+// biome-ignore lint/suspicious/noExplicitAny: any Hono app, whatever its bindings
 export function mountReference(app: Hono<any>, script: ReferenceScript | undefined) {
   app.get(OPENAPI_PATH, (c) => c.json(openApiDocument()));
   if (!script) return;

@@ -44,7 +44,7 @@ async function main() {
     ),
   });
 
-  let server;
+  let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
       hostname: env.HOST,

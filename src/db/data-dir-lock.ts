@@ -10,7 +10,7 @@
 // server who it is, or to run a job now (see `askDataDirOwner`). Only node:net and node:fs are
 // used, so the Bun host, the CLI and a Deno host share it.
 
-import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join, relative, resolve } from "node:path";
 import process from "node:process";

@@ -4,7 +4,7 @@
 
 import type { JobDeps } from "../deps";
 import { describeError } from "../lib/logger";
-import { cronMatches, floorToMinute } from "./cron";
+import { floorToMinute } from "./cron";
 import { runDeliverMail } from "./deliver-mail";
 import { runMaintenance } from "./maintenance";
 import { runPruneSessions } from "./prune-sessions";

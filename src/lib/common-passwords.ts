@@ -6,7 +6,8 @@ import { dictionary } from "@zxcvbn-ts/language-common";
 let list: Set<string> | undefined;
 
 export function commonPasswordCount(): number {
-  return (list ??= new Set(dictionary["passwords-common"].map((p) => p.toLowerCase()))).size;
+  list ??= new Set(dictionary["passwords-common"].map((p) => p.toLowerCase()));
+  return list.size;
 }
 
 export function isCommonPassword(password: string): boolean {

@@ -76,6 +76,9 @@ const transports = new WeakMap<object, MailTransport>();
 export function mailTransportFor(deps: { env: Env; logger: Logger; mail?: MailTransport }): MailTransport {
   if (deps.mail) return deps.mail;
   let t = transports.get(deps.env);
-  if (!t) transports.set(deps.env, (t = createMailTransport(deps.env, deps.logger)));
+  if (!t) {
+    t = createMailTransport(deps.env, deps.logger);
+    transports.set(deps.env, t);
+  }
   return t;
 }

@@ -164,7 +164,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     },
     statement(operation, seconds) {
       let child = statementChildren.get(operation);
-      if (!child) statementChildren.set(operation, (child = statementSeconds.labels(operation)));
+      if (!child) {
+        child = statementSeconds.labels(operation);
+        statementChildren.set(operation, child);
+      }
       child.observe(seconds);
     },
     order: (outcome) => orders.labels(outcome).inc(),

@@ -156,6 +156,7 @@ export function observePostgresClient(client: PostgresClient, observer: Statemen
           values = true;
           return lazy;
         },
+        // biome-ignore lint/suspicious/noThenProperty: the wrapper must stay a thenable, like the query it wraps
         then<R1, R2>(ok?: (v: unknown) => R1, fail?: (e: unknown) => R2) {
           return observer
             .run(

@@ -146,7 +146,10 @@ const takeStock = (db: Database, line: { productId: string; quantity: number }) 
 const rendered = new Map<string, string>();
 function textOf(shape: string, build: () => { toSQL(): { sql: string } }): string {
   let text = rendered.get(shape);
-  if (text === undefined) rendered.set(shape, (text = build().toSQL().sql));
+  if (text === undefined) {
+    text = build().toSQL().sql;
+    rendered.set(shape, text);
+  }
   return text;
 }
 

@@ -2,7 +2,6 @@ import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, t
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
 import { createPostgresDatabase } from "../../src/db/client";
 import { mailOutbox } from "../../src/db/schema";
 import { runDeliverMail } from "../../src/jobs/deliver-mail";

@@ -35,8 +35,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     reply("220 sink.test ESMTP ready");
     socket.on("data", (chunk) => {
       buffer += chunk.toString("utf8");
-      let i: number;
-      while ((i = buffer.indexOf("\r\n")) >= 0) {
+      for (let i = buffer.indexOf("\r\n"); i >= 0; i = buffer.indexOf("\r\n")) {
         const line = buffer.slice(0, i);
         buffer = buffer.slice(i + 2);
         if (inData) {

@@ -106,7 +106,7 @@ export async function runRestoreVerify(deps: JobDeps, opts: { keepScratch?: bool
   if (corrupted.length) return fail(corrupted);
 
   const last = chain.at(-1)!;
-  let tables;
+  let tables: Awaited<ReturnType<typeof restorePgliteBackup>>;
   let scratchDatabase: string | undefined;
   try {
     if (engine === "pglite") tables = await restorePgliteBackup(dir, last);

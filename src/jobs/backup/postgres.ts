@@ -397,7 +397,7 @@ export async function restoreInto(
   opts: { force?: boolean } = {},
 ): Promise<Record<string, TableState>> {
   const [full, ...incrementals] = chain;
-  if (!full || full.kind !== "full") throw new Error("a restore needs a full backup first");
+  if (full?.kind !== "full") throw new Error("a restore needs a full backup first");
   const target = await connect(targetUrl);
   try {
     if ((await userRelations(target)) > 0 && !opts.force) {

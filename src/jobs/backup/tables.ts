@@ -37,7 +37,10 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
   for (const row of columns) {
     if (EXCLUDED_TABLES.includes(row.table)) continue;
     let t = byName.get(row.table);
-    if (!t) byName.set(row.table, (t = { name: row.table, primaryKey: [], columns: [], pkOrder: [] }));
+    if (!t) {
+      t = { name: row.table, primaryKey: [], columns: [], pkOrder: [] };
+      byName.set(row.table, t);
+    }
     t.columns.push(row.column);
     if (row.pk != null) t.pkOrder.push([Number(row.pk), row.column]);
   }
