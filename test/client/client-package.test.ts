@@ -231,3 +231,13 @@ describe.skipIf(SKIP)("the client project against the real server", () => {
     expect(order.total).toBe(order.items[0].price);
   }, 120_000);
 });
+
+// Runs in every pass (it reads two files): the README's snippet is the quickstart the tests above
+// type-check and run, so the README cannot drift from what works.
+describe("the README's typed-client snippet", () => {
+  test("is examples/client/quickstart.ts, verbatim", async () => {
+    const readme = await readFile(join(repoRoot, "README.md"), "utf8");
+    const quickstart = await readFile(join(repoRoot, "examples/client/quickstart.ts"), "utf8");
+    expect(readme).toContain(`\`\`\`ts\n${quickstart.trimEnd()}\n\`\`\``);
+  });
+});

@@ -9,8 +9,8 @@ import { type RunningServer, removeDataDir, startServer } from "../support/serve
 // Argon2 and PGlite are CPU-bound and CI machines are small: generous per-test limits, no timing asserts.
 setDefaultTimeout(60_000);
 
-// ---- The README's "Calling it from TypeScript" snippet, verbatim (only the import path differs:
-// ---- a client project writes `from "commerce-backend"`).
+// ---- A typed client as a client project writes one (the README's own snippet,
+// ---- examples/client/quickstart.ts, runs from the packed package in test/client/).
 function createApiClient(baseUrl: string, getToken: () => string | undefined) {
   return createTRPCClient<AppRouter>({
     links: [
@@ -101,8 +101,7 @@ async function trpcErrorOf(promise: Promise<unknown>): Promise<TRPCClientError<A
 }
 
 describe("e2e: happy path", () => {
-  test("the README snippet works as written", async () => {
-    // ---- README usage, verbatim (with a fresh email)
+  test("a typed client registers, reads itself and lists products", async () => {
     let token: string | undefined;
     const api = createApiClient(baseUrl, () => token);
 
@@ -110,7 +109,6 @@ describe("e2e: happy path", () => {
     token = accessToken;
     const me = await api.auth.me.query(); // { id, email, role, createdAt, updatedAt }
     const page = await api.products.list.query({ limit: 5, sort: "price_asc" }); // { items, nextCursor }
-    // ---- end of the README usage
     expect(me.id).toBe(user.id);
     expect(me.role).toBe("customer");
     expect(Array.isArray(page.items)).toBe(true);
