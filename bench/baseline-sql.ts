@@ -8,20 +8,20 @@
 export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /** auth.login, step 1 (src/services/login-throttle.ts reserveLoginAttempt). */
-export const THROTTLE_RESERVE = `insert into login_throttle as t (key, failures, window_started_at, expires_at)
+export const THROTTLE_RESERVE = `insert into "login_throttle" ("key", "failures", "window_started_at", "expires_at")
         values ($1, 1, $2, $3), ($4, 1, $5, $6)
-        on conflict (key) do update set
-          failures = case when t.window_started_at <= $7 then 1 else t.failures + 1 end,
-          window_started_at = case when t.window_started_at <= $8 then excluded.window_started_at else t.window_started_at end,
-          expires_at = case when t.window_started_at <= $9 then excluded.expires_at else t.expires_at end
-        returning key, failures, window_started_at`;
+        on conflict ("key") do update set
+          "failures" = case when "login_throttle"."window_started_at" <= $7::timestamp then 1 else "login_throttle"."failures" + 1 end,
+          "window_started_at" = case when "login_throttle"."window_started_at" <= $8::timestamp then excluded."window_started_at" else "login_throttle"."window_started_at" end,
+          "expires_at" = case when "login_throttle"."window_started_at" <= $9::timestamp then excluded."expires_at" else "login_throttle"."expires_at" end
+        returning "login_throttle"."key" as key, "login_throttle"."failures" as failures, "login_throttle"."window_started_at"::text as window_started_at`;
 
 /** auth.login, step 2: the user with its account flags (account_status). */
 export const USER_BY_EMAIL = `select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $1 limit $2`;
 
 /** auth.login after a success (forgiveAttempt). */
-export const THROTTLE_FORGIVE = `with cleared as (delete from login_throttle where key = $1)
-    update login_throttle set failures = greatest(failures - 1, 0) where key = $2`;
+export const THROTTLE_FORGIVE = `with cleared as (delete from "login_throttle" where "login_throttle"."key" = $1),
+    eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where "login_throttle"."key" = $2) select 1`;
 
 /** auth.login when the stored hash is older than today's parameters (never in the benchmark). */
 export const USER_REHASH = `update "users" set "password_hash" = $1, "updated_at" = (now() at time zone 'utc') where "users"."id" = $2 returning "id", "email", "password_hash", "role", "created_at", "updated_at"`;
@@ -116,7 +116,7 @@ export function plainItemsInsert(n: number): string {
 /** After a missed decrement and the rollback: which of the lines exist. */
 export const PLAIN_PRODUCTS_EXIST = `select id from products where id = any($1::uuid[])`;
 /** auth.login, plain: the user, then (after argon2) the session. */
-export const PLAIN_USER_BY_EMAIL = `select id, email, password_hash, role, created_at, updated_at from users where email = $1`;
+export const PLAIN_USER_BY_EMAIL = `select u.id, u.email, u.password_hash, u.role, u.created_at, u.updated_at, coalesce(a.email_verified, false) as email_verified, coalesce(a.disabled, false) as disabled from users u left join account_status a on a.user_id = u.id where u.email = $1`;
 export const PLAIN_SESSION_INSERT = `insert into sessions (id, user_id, token_hash, expires_at, created_at) values ($1, $2, $3, $4, $5)`;
 
 /**

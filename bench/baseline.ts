@@ -317,7 +317,7 @@ async function plainLogin(email: string, password: string, now: Date) {
   const [user] = await sql.unsafe<UserRow[]>(PLAIN_USER_BY_EMAIL, [email], PREPARE_OPTS);
   if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
-  if (!user || !good) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
+  if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   const sessionId = crypto.randomUUID();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
@@ -335,7 +335,15 @@ async function plainLogin(email: string, password: string, now: Date) {
     PREPARE_OPTS,
   );
   return {
-    user: { id: user.id, email: user.email, role: user.role, createdAt: toIso(user.created_at), updatedAt: toIso(user.updated_at) },
+    user: {
+      id: user.id,
+      email: user.email,
+      role: user.role,
+      emailVerified: user.email_verified === true,
+      disabled: false, // a disabled account was refused above
+      createdAt: toIso(user.created_at),
+      updatedAt: toIso(user.updated_at),
+    },
     accessToken,
     expiresAt: expiresAt.toISOString(),
   };

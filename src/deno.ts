@@ -7,8 +7,7 @@ import { createApp } from "./app";
 import { openDatabase, operatorMessage, prepareDatabase, resolveJwtSecret } from "./bootstrap";
 import { createDeps } from "./deps";
 import { parseEnvOrExit } from "./env";
-import { serveJobsThroughLock } from "./jobs/remote";
-import { startScheduler } from "./jobs/scheduler";
+import { startHostJobs } from "./jobs/host";
 import { createLogger, describeError } from "./lib/logger";
 
 // The few Deno runtime types used here; the project type-checks against bun-types, and Deno's
@@ -98,9 +97,7 @@ async function main() {
     runtime: "deno",
     ...(handle.kind === "pglite" ? { dataDir: env.DATA_DIR } : {}),
   });
-  // Only a server that serves runs jobs: nothing is scheduled by a start that failed to listen.
-  const stopJobs = env.JOBS ? startScheduler(deps) : undefined;
-  if (handle.lock) serveJobsThroughLock(handle.lock, deps);
+  const stopJobs = startHostJobs(deps);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -182,3 +182,23 @@ export function createArgon2(modules: Argon2Modules) {
     },
   };
 }
+
+/**
+ * The password module's two functions over compiled argon2 modules: the Worker's and Deno
+ * Deploy's stand-ins for the native addon (same exports, PHC strings and parameters).
+ */
+export function wasmPasswordFunctions(modules: Argon2Modules, params: Argon2Params) {
+  const argon2 = createArgon2(modules);
+  return {
+    /** argon2id with the given parameters and a 16-byte random salt. */
+    hashPassword: async (password: string): Promise<string> => argon2.hash(password, crypto.getRandomValues(new Uint8Array(16)), params),
+    /** False for a wrong password and for anything that is not an argon2 hash; never throws. */
+    verifyPassword: async (passwordHash: string, password: string): Promise<boolean> => {
+      try {
+        return argon2.verify(passwordHash, password);
+      } catch {
+        return false;
+      }
+    },
+  };
+}

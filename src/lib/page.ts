@@ -1,8 +1,6 @@
-/** One page of a keyset-paged list; `nextCursor` is null on the last page. */
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+import type { Page } from "../contract/types";
+
+export type { Page } from "../contract/types";
 
 /**
  * The tail every keyset list shares: the query fetched `limit + 1` rows so that the extra one

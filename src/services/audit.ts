@@ -1,10 +1,13 @@
 import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
+import type { AuditEvent } from "../contract/types";
 import type { Database } from "../db/client";
 import { auditEvents } from "../db/schema";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import type { Page } from "../lib/page";
 import { toDbTime, toIso } from "../lib/time";
+
+export type { AuditEvent } from "../contract/types";
 
 export const auditActions = [
   "auth.register",
@@ -42,18 +45,6 @@ export interface AuditContext {
 
 /** For calls made outside a request (the CLI, seed, direct service calls in scripts). */
 export const systemAudit = (now = new Date()): AuditContext => ({ actorId: null, ip: null, requestId: null, now });
-
-export interface AuditEvent {
-  id: string;
-  at: string;
-  action: string;
-  actorId: string | null;
-  targetType: string | null;
-  targetId: string | null;
-  ip: string | null;
-  requestId: string | null;
-  details: Record<string, unknown>;
-}
 
 // What `details` may carry: values of these keys only, so a secret cannot slip in by accident.
 type Detail = string | number | boolean | null;

@@ -1,4 +1,5 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
+import type { Auth, User } from "../contract/types";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
 import { accountStatus, sessionChains, sessions, type UserRole, users } from "../db/schema";
@@ -12,20 +13,8 @@ import { type AuditContext, recordAudit } from "./audit";
 import { clearEmailThrottle, forgiveAttempt, reserveLoginAttempt, reserveQuota } from "./login-throttle";
 import { enqueueMail } from "./mail";
 
-export interface User {
-  id: string;
-  email: string;
-  role: UserRole;
-  emailVerified: boolean;
-  disabled: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
-export interface Auth {
-  user: User;
-  accessToken: string;
-  expiresAt: string;
-}
+export type { Auth, User } from "../contract/types";
+
 export interface SessionInfo {
   id: string;
   createdAt: string;

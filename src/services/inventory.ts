@@ -1,5 +1,6 @@
 import { and, asc, eq, lte, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
+import type { LowStockItem, StockLevel } from "../contract/types";
 import type { Database } from "../db/client";
 import { products } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -8,19 +9,10 @@ import { decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import { type Page, toPage } from "../lib/page";
 import { type AuditContext, recordAudit, systemAudit } from "./audit";
 
+export type { LowStockItem, StockLevel } from "../contract/types";
+
 /** The API's ceiling for a stock level (well inside the column's 32-bit integer). */
 export const MAX_STOCK = 1_000_000_000;
-
-export interface StockLevel {
-  productId: string;
-  stock: number;
-}
-
-export interface LowStockItem {
-  productId: string;
-  name: string;
-  stock: number;
-}
 
 export async function getStock(db: Database, productId: string): Promise<StockLevel> {
   const [row] = await db.select({ stock: products.stock }).from(products).where(eq(products.id, productId)).limit(1);

@@ -1,6 +1,7 @@
 import { and, eq, getTableColumns, gte, inArray, type SQL, sql } from "drizzle-orm";
 import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import * as v from "valibot";
+import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
 import { preparesOnServer } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
@@ -13,21 +14,8 @@ import { sha256Hex } from "../lib/tokens";
 import { type AuditContext, recordAudit, systemAudit } from "./audit";
 import { ORDER_TRANSITIONS, statusesThatMayMoveTo } from "./order-status";
 
-export interface OrderItem {
-  id: string;
-  productId: string;
-  quantity: number;
-  price: string;
-}
-export interface Order {
-  id: string;
-  userId: string;
-  status: OrderStatus;
-  total: string;
-  createdAt: string;
-  updatedAt: string;
-  items: OrderItem[];
-}
+export type { Order, OrderItem } from "../contract/types";
+
 /** Who is asking: customers reach only their own orders, admins every order. */
 export interface Actor {
   id: string;
@@ -190,17 +178,12 @@ const keyInsertText = (db: Database) =>
 
 /** The order's row and its items' rows, as the API's Order. */
 function orderOf(row: OrderRow, items: OrderItemRow[]): Order {
-  return {
-    id: row.id,
-    userId: row.userId,
-    status: row.status,
-    total: row.total,
-    createdAt: toIso(row.createdAt),
-    updatedAt: toIso(row.updatedAt),
+  return toOrder({
+    ...row,
     items: items
       .map((i) => ({ id: i.id, productId: i.productId, quantity: i.quantity, price: i.price }))
       .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0)),
-  };
+  });
 }
 
 /** Thrown inside the order's transaction to roll it back; carries what to answer instead. */

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gte, ilike, lte, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
+import type { Product } from "../contract/types";
 import type { Database } from "../db/client";
 import { preparedQuery } from "../db/prepared";
 import { products } from "../db/schema";
@@ -11,18 +12,10 @@ import { toIso } from "../lib/time";
 import { noNul } from "../lib/validation";
 import { type AuditContext, recordAudit, systemAudit } from "./audit";
 
+export type { Product } from "../contract/types";
+
 export const productSorts = ["newest", "price_asc", "price_desc", "name_asc"] as const;
 export type ProductSort = (typeof productSorts)[number];
-
-export interface Product {
-  id: string;
-  name: string;
-  description: string | null;
-  price: string;
-  stock: number;
-  createdAt: string;
-  updatedAt: string;
-}
 
 export interface ListProductsInput {
   limit: number;
