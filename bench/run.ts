@@ -165,6 +165,8 @@ interface Ctx {
   customers: Customer[];
   productIds: string[];
   warnings: string[];
+  /** Printed with the report, but never fail a smoke run. */
+  notes: string[];
 }
 
 interface SideRun extends WrkResult {
@@ -483,7 +485,10 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
   }
   if (sSum.errors > 0 || bSum.errors > 0 || pSum.errors > 0) {
     const msg = `${name}: ${sSum.errors} service, ${bSum.errors} baseline and ${pSum.errors} plain errors (non-2xx answers, socket errors or timeouts)`;
-    ctx.warnings.push(msg);
+    // A service error always fails a smoke run; a baseline's rare error under a loaded CI machine
+    // is reported (the comparison is off for that run) but is not a broken harness.
+    if (sSum.errors > 0) ctx.warnings.push(msg);
+    else ctx.notes.push(`baseline only: ${msg}`);
     log(`WARNING ${msg}`);
   }
   return result;
@@ -955,9 +960,10 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   lines.push("| target | value | threshold | met |");
   lines.push("|---|---:|---:|---|");
   for (const t of targets) lines.push(`| ${t.name} | ${t.value ?? "—"} | ${t.threshold} | ${t.met ? "yes" : "**no**"} |`);
-  if (ctx.warnings.length) {
+  if (ctx.warnings.length || ctx.notes.length) {
     lines.push("");
     for (const w of ctx.warnings) lines.push(`warning: ${w}`);
+    for (const n of ctx.notes) lines.push(`note: ${n}`);
   }
   console.log(lines.join("\n"));
   return lines.join("\n");
@@ -1060,7 +1066,21 @@ async function main() {
     loadAverages.push(Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]));
     cleanups.push(async () => clearInterval(loadTimer));
 
-    const ctx: Ctx = { opts, db, handle, admin, statsOn, dataDir, service, baseline, plain, customers, productIds, warnings: [] };
+    const ctx: Ctx = {
+      opts,
+      db,
+      handle,
+      admin,
+      statsOn,
+      dataDir,
+      service,
+      baseline,
+      plain,
+      customers,
+      productIds,
+      warnings: [],
+      notes: [],
+    };
     await checkWireFormat(ctx, opts.scenarios);
 
     for (const scenario of opts.scenarios) {
