@@ -98,8 +98,8 @@ describe.if(enabled)("worker on workerd: crons", () => {
     await db().execute(sql`delete from job_runs`);
   });
 
-  test("wrangler.toml schedules exactly the Worker's two jobs", () => {
-    expect(wranglerCrons().sort()).toEqual(["*/15 * * * *", "0 3 * * 0"].sort());
+  test("wrangler.toml schedules exactly the Worker's three jobs (prune, maintenance, mail delivery)", () => {
+    expect(wranglerCrons().sort()).toEqual(["*/15 * * * *", "0 3 * * 0", "* * * * *"].sort());
   });
 
   test("*/15 * * * * prunes expired sessions and keeps live ones", async () => {
