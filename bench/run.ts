@@ -1,4 +1,5 @@
 // npm run bench -- [scenario…] [--smoke] [--duration=S] [--rounds=N] [--scale-rows=N] [--no-pgbench] [--mode=pooled|direct]
+// npm run bench -- scale-orders [--orders=N] [--smoke] …   (its own run: bench/scale-orders.ts)
 //
 // Measures the service against two raw baselines (bench/baseline.ts: the service's own SQL, and
 // the plainest correct SQL; same checks, no framework) and pgbench (the service's statements with
@@ -92,7 +93,8 @@ function parseOptions(argv: string[]): Options {
     process.exit(0);
   }
   for (const n of names)
-    if (!(ALL_SCENARIOS as readonly string[]).includes(n)) fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")}`);
+    if (!(ALL_SCENARIOS as readonly string[]).includes(n))
+      fail(`unknown scenario "${n}": use ${ALL_SCENARIOS.join(", ")} (or scale-orders, which runs alone)`);
   const smoke = flags.has("smoke");
   const int = (k: string, fallback: number) => {
     const v = flags.get(k);
@@ -1165,4 +1167,12 @@ async function main() {
   process.exit(exitCode);
 }
 
-await main();
+// scale-orders compares the service at 0 and at N orders on databases of its own, with no
+// baseline servers: it is a run of its own, chosen here like any scenario.
+const argv = process.argv.slice(2);
+if (argv.includes("scale-orders")) {
+  const { runScaleOrders } = await import("./scale-orders");
+  process.exit(await runScaleOrders(argv.filter((a) => a !== "scale-orders")));
+} else {
+  await main();
+}
