@@ -255,6 +255,7 @@ interface Run {
   admin: Customer;
   productIds: string[];
   warnings: string[];
+  save: () => void;
 }
 
 interface PhaseDb {
@@ -270,7 +271,11 @@ const withDatabase = (url: string, name: string) => {
   return u.toString();
 };
 
-async function runPhase(run: Run, phase: PhaseDb) {
+/** Servers to stop when the run is stopped by a signal (Bun does not end its children then). */
+const liveServices = new Set<Server>();
+
+/** Fills `out` step by step (and saves the report after each), so a stopped run keeps what it measured. */
+async function runPhase(run: Run, phase: PhaseDb, out: Partial<PhaseResult>): Promise<PhaseResult> {
   const { opts } = run;
   const startedAt = performance.now();
   const admin = postgres(phase.directUrl, { max: 2, prepare: false, onnotice: () => {}, connection: { statement_timeout: 0 } });
@@ -296,6 +301,7 @@ async function runPhase(run: Run, phase: PhaseDb) {
   let service: Server | undefined;
   try {
     const [{ n: ordersAtStart }] = await admin.unsafe<{ n: number }[]>(`${HARNESS_MARK} select count(*)::int as n from orders`);
+    Object.assign(out, { database: phase.name, ordersAtStart });
     log(`[${phase.label}] ${ordersAtStart.toLocaleString("en")} orders; starting the service on ${phase.name} through PgBouncer`);
     service = await startServer({
       name: `service-${phase.label}`,
@@ -307,14 +313,20 @@ async function runPhase(run: Run, phase: PhaseDb) {
       cwd: repoRoot,
       timeoutMs: 120_000,
     });
+    liveServices.add(service);
     const create = await measureCreate(run, phase, service, admin);
+    out.create = create;
+    run.save();
     const lists = await measureLists(run, phase, service, admin);
+    out.lists = lists;
+    run.save();
     const byIdMs: number[] = [];
     for (let i = 0; i < opts.samples; i++)
       byIdMs.push((await getJson(`${service.url}/trpc/products.byId?input=${enc({ id: run.productIds[i % run.productIds.length] })}`)).ms);
     const byId = latency(byIdMs);
     log(`[${phase.label}] products.byId p50 ${byId.p50Ms} ms, p99 ${byId.p99Ms} ms (${byId.n} sequential)`);
-    const jobs = await measureJobs(run, phase, service, admin, env, backupDir);
+    out.byId = byId;
+    const jobs = await measureJobs(run, phase, service, admin, env, backupDir, out);
     const [sizes] = await admin.unsafe<Record<string, string>[]>(
       `${HARNESS_MARK} select pg_database_size(current_database())::text as database,
               pg_total_relation_size('orders')::text as orders, pg_total_relation_size('order_items')::text as order_items,
@@ -339,7 +351,7 @@ async function runPhase(run: Run, phase: PhaseDb) {
     log(
       `[${phase.label}] disk: database ${mb(disk.databaseBytes)} MB, backups ${mb(disk.backupDirBytes)} MB${walDirBytes ? `, pg_wal ${mb(walDirBytes)} MB` : ""}`,
     );
-    return {
+    const result = {
       database: phase.name,
       ordersAtStart,
       create,
@@ -349,8 +361,11 @@ async function runPhase(run: Run, phase: PhaseDb) {
       disk,
       seconds: round((performance.now() - startedAt) / 1000, 1),
     };
+    Object.assign(out, result);
+    return result;
   } finally {
     await service?.stop();
+    if (service) liveServices.delete(service);
     await admin.end({ timeout: 5 });
     // The backups were measured; at 10 M orders they are gigabytes.
     rmSync(backupDir, { recursive: true, force: true });
@@ -551,17 +566,19 @@ async function measureJobs(
   admin: postgres.Sql,
   env: Record<string, string | undefined>,
   backupDir: string,
+  phaseOut: Partial<PhaseResult>,
 ) {
   const { opts } = run;
   const sampler = new Sampler(service.url, run.productIds);
   sampler.start();
-  const out = [];
+  const out: JobRun[] = [];
   try {
     // The light load's own idle figure, before any job.
     const idleFrom = performance.now();
     await sleep(opts.beforeSeconds * 1000);
     const idle = sampler.window(idleFrom, performance.now());
     log(`[${phase.label}] light load (sequential products.byId): idle p99 ${idle.p99Ms} ms over ${idle.n} requests`);
+    phaseOut.jobs = { idle, runs: out };
     for (const name of JOB_PLAN) {
       const beforeFrom = performance.now();
       await sleep(opts.beforeSeconds * 1000);
@@ -575,7 +592,7 @@ async function measureJobs(
         during: sampler.window(t0, t1),
         after: sampler.window(t1, t2),
       };
-      const entry = {
+      const entry: JobRun = {
         job: name,
         seconds: round((t1 - t0) / 1000, 2),
         ok: job.ok,
@@ -585,6 +602,7 @@ async function measureJobs(
         report: job.report,
       };
       out.push(entry);
+      run.save();
       log(
         `[${phase.label}] ${name}: ${entry.seconds} s, ${job.ok ? "ok" : "FAILED"}${job.sizeText ? `, ${job.sizeText}` : ""}; byId p99 before ${load.before.p99Ms} / during ${load.during.p99Ms} / after ${load.after.p99Ms} ms`,
       );
@@ -596,6 +614,20 @@ async function measureJobs(
   } finally {
     await sampler.stop();
   }
+}
+
+interface JobRun {
+  job: string;
+  seconds: number | null;
+  ok: boolean;
+  backupBytes?: number;
+  sessionsDeleted?: unknown;
+  sessionBatches?: unknown;
+  tableBytes?: unknown;
+  ordersChanged?: number;
+  backupDirBytesAfter: number;
+  byIdP99: Record<"before" | "during" | "after", ReturnType<Sampler["window"]>>;
+  report: Record<string, unknown>;
 }
 
 /** A job as `npm run job -- <name>` runs it: the CLI in its own process, on the phase's database. */
@@ -654,7 +686,16 @@ async function changeStatuses(admin: postgres.Sql) {
 
 // --- the report -----------------------------------------------------------------------------------
 
-type PhaseResult = Awaited<ReturnType<typeof runPhase>>;
+interface PhaseResult {
+  database: string;
+  ordersAtStart: number;
+  create: Awaited<ReturnType<typeof measureCreate>>;
+  lists: Awaited<ReturnType<typeof measureLists>>;
+  byId: ReturnType<typeof latency>;
+  jobs: { idle: ReturnType<Sampler["window"]>; runs: JobRun[] };
+  disk: Record<string, number | null>;
+  seconds: number | null;
+}
 
 const fmt = (x: unknown, digits = 0) => {
   const n = Number(x);
@@ -667,10 +708,11 @@ function markdown(
   opts: Options,
   shape: ScaleShape,
   load: Record<string, unknown>,
-  at0: PhaseResult | undefined,
-  atN: PhaseResult | undefined,
+  at0: Partial<PhaseResult> | undefined,
+  atN: Partial<PhaseResult> | undefined,
   totals: Record<string, unknown>,
   warnings: string[],
+  distribution?: Record<string, unknown>,
 ) {
   const L: string[] = [];
   const ratio = (a: unknown, b: unknown) => {
@@ -698,11 +740,11 @@ function markdown(
   row("full-page writes per order", c0?.fullPageWritesPerOrder, cN?.fullPageWritesPerOrder);
   row("buffers dirtied per order", c0?.buffersDirtiedPerOrder, cN?.buffersDirtiedPerOrder);
   for (const [i, l0] of (at0?.lists ?? atN?.lists ?? []).entries()) {
-    const lN = atN?.lists[i];
-    const a = at0?.lists[i];
-    row(`orders.list ${l0.series}, page 1 p50 / p99 ms`, a?.page1.p50Ms, lN?.page1.p50Ms);
-    L[L.length - 1] =
-      `| orders.list ${l0.series}, page 1 p50 / p99 ms | ${fmt(a?.page1.p50Ms, 2)} / ${fmt(a?.page1.p99Ms, 2)} | ${fmt(lN?.page1.p50Ms, 2)} / ${fmt(lN?.page1.p99Ms, 2)} | ${ratio(a?.page1.p50Ms, lN?.page1.p50Ms)} |`;
+    const lN = atN?.lists?.[i];
+    const a = at0?.lists?.[i];
+    L.push(
+      `| orders.list ${l0.series}, page 1 p50 / p99 ms | ${fmt(a?.page1.p50Ms, 2)} / ${fmt(a?.page1.p99Ms, 2)} | ${fmt(lN?.page1.p50Ms, 2)} / ${fmt(lN?.page1.p99Ms, 2)} | ${ratio(a?.page1.p50Ms, lN?.page1.p50Ms)} |`,
+    );
     L.push(
       `| orders.list ${l0.series}, page ${a?.deepestPage ?? "—"} / ${lN?.deepestPage ?? "—"} p50 / p99 ms | ${fmt(a?.pageN.p50Ms, 2)} / ${fmt(a?.pageN.p99Ms, 2)} | ${fmt(lN?.pageN.p50Ms, 2)} / ${fmt(lN?.pageN.p99Ms, 2)} | ${ratio(a?.pageN.p50Ms, lN?.pageN.p50Ms)} |`,
     );
@@ -711,21 +753,21 @@ function markdown(
     );
   }
   L.push(
-    `| products.byId p50 / p99 ms (sequential) | ${fmt(at0?.byId.p50Ms, 2)} / ${fmt(at0?.byId.p99Ms, 2)} | ${fmt(atN?.byId.p50Ms, 2)} / ${fmt(atN?.byId.p99Ms, 2)} | ${ratio(at0?.byId.p99Ms, atN?.byId.p99Ms)} |`,
+    `| products.byId p50 / p99 ms (sequential) | ${fmt(at0?.byId?.p50Ms, 2)} / ${fmt(at0?.byId?.p99Ms, 2)} | ${fmt(atN?.byId?.p50Ms, 2)} / ${fmt(atN?.byId?.p99Ms, 2)} | ${ratio(at0?.byId?.p99Ms, atN?.byId?.p99Ms)} |`,
   );
   L.push(
-    `| light-load byId p99 ms, idle | ${fmt(at0?.jobs.idle.p99Ms, 2)} | ${fmt(atN?.jobs.idle.p99Ms, 2)} | ${ratio(at0?.jobs.idle.p99Ms, atN?.jobs.idle.p99Ms)} |`,
+    `| light-load byId p99 ms, idle | ${fmt(at0?.jobs?.idle.p99Ms, 2)} | ${fmt(atN?.jobs?.idle.p99Ms, 2)} | ${ratio(at0?.jobs?.idle.p99Ms, atN?.jobs?.idle.p99Ms)} |`,
   );
   for (const name of JOB_PLAN) {
-    const a = at0?.jobs.runs.find((j) => j.job === name);
-    const b = atN?.jobs.runs.find((j) => j.job === name);
+    const a = at0?.jobs?.runs.find((j) => j.job === name);
+    const b = atN?.jobs?.runs.find((j) => j.job === name);
     const okText = (j: typeof a) => (j ? (j.ok ? "" : " **FAILED**") : "");
     L.push(
       `| ${name}: seconds | ${fmt(a?.seconds, 1)}${okText(a)} | ${fmt(b?.seconds, 1)}${okText(b)} | ${ratio(a?.seconds, b?.seconds)} |`,
     );
     const size = (j: typeof a) => {
       if (!j) return "—";
-      const x = j as Record<string, unknown>;
+      const x = j as unknown as Record<string, unknown>;
       if (x.backupBytes !== undefined) return `${fmt(mb(x.backupBytes), 1)} MB`;
       if (x.sessionsDeleted !== undefined) return `${fmt(x.sessionsDeleted)} sessions / ${fmt(x.sessionBatches)} batches`;
       if (x.ordersChanged !== undefined) return `${fmt(x.ordersChanged)} orders`;
@@ -738,14 +780,14 @@ function markdown(
       j ? `${fmt(j.byIdP99.before.p99Ms, 1)} / ${fmt(j.byIdP99.during.p99Ms, 1)} / ${fmt(j.byIdP99.after.p99Ms, 1)}` : "—";
     L.push(`| ${name}: byId p99 ms before / during / after | ${p(a)} | ${p(b)} | |`);
   }
-  row("pg_database_size MB", mb(at0?.disk.databaseBytes), mb(atN?.disk.databaseBytes), 1);
+  row("pg_database_size MB", mb(at0?.disk?.databaseBytes), mb(atN?.disk?.databaseBytes), 1);
   row(
     "orders + order_items MB",
-    mb(Number(at0?.disk.ordersBytes) + Number(at0?.disk.order_itemsBytes)),
-    mb(Number(atN?.disk.ordersBytes) + Number(atN?.disk.order_itemsBytes)),
+    mb(Number(at0?.disk?.ordersBytes) + Number(at0?.disk?.order_itemsBytes)),
+    mb(Number(atN?.disk?.ordersBytes) + Number(atN?.disk?.order_itemsBytes)),
     1,
   );
-  row("backup dir MB (full + incremental)", mb(at0?.disk.backupDirBytes), mb(atN?.disk.backupDirBytes), 1);
+  row("backup dir MB (full + incremental)", mb(at0?.disk?.backupDirBytes), mb(atN?.disk?.backupDirBytes), 1);
   row("phase wall time s", at0?.seconds, atN?.seconds, 0);
   L.push("");
   L.push(
@@ -753,6 +795,12 @@ function markdown(
       .map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, 1) : String(v)}`)
       .join(", ")}`,
   );
+  if (distribution)
+    L.push(
+      `data: ${Object.entries(distribution)
+        .map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, 2) : String(v)}`)
+        .join(", ")}`,
+    );
   L.push(
     `run: ${Object.entries(totals)
       .map(([k, v]) => `${k} ${typeof v === "number" ? fmt(v, 1) : String(v)}`)
@@ -804,9 +852,15 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
   // Written after every step: a run stopped part-way still leaves what it measured.
   const save = () => writeFileSync(jsonFile, `${JSON.stringify({ ...report, warnings }, null, 2)}\n`);
   const load: Record<string, number | string> = {};
-  let at0: PhaseResult | undefined;
-  let atN: PhaseResult | undefined;
+  let at0: Partial<PhaseResult> | undefined;
+  let atN: Partial<PhaseResult> | undefined;
   let code = 0;
+  let finished = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const)
+    process.on(signal, () => {
+      warnings.push(`the run was stopped by ${signal}`);
+      void finish().then(() => process.exit(signal === "SIGINT" ? 130 : 143));
+    });
   const dropEmpty = async () => {
     const a = postgres(serverUrl, { max: 1, prepare: false, onnotice: () => {} });
     try {
@@ -870,19 +924,23 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
       }
       load.emptyCopySeconds = round((performance.now() - t) / 1000, 1)!;
     }
-    const run: Run = { opts, db, dataDir, secret, heavy: orderers[0], admin: adminCustomer, productIds, warnings };
+    const run: Run = { opts, db, dataDir, secret, heavy: orderers[0], admin: adminCustomer, productIds, warnings, save };
     report.load = load;
     save();
 
     // 3. At 0 orders.
     log("== at 0 orders");
-    at0 = await runPhase(run, {
-      label: "empty",
-      name: emptyName,
-      directUrl: withDatabase(db.directUrl, emptyName),
-      pooledUrl: withDatabase(db.pooledUrl, emptyName),
-    });
-    report.at0 = at0;
+    report.at0 = at0 = {};
+    await runPhase(
+      run,
+      {
+        label: "empty",
+        name: emptyName,
+        directUrl: withDatabase(db.directUrl, emptyName),
+        pooledUrl: withDatabase(db.pooledUrl, emptyName),
+      },
+      at0,
+    );
     save();
     await dropEmpty();
 
@@ -913,17 +971,27 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
     }
     save();
     log(`== at ${opts.orders.toLocaleString("en")} orders`);
-    atN = await runPhase(run, { label: "full", name: db.name, directUrl: db.directUrl, pooledUrl: db.pooledUrl });
-    report.atN = atN;
+    report.atN = atN = {};
+    await runPhase(run, { label: "full", name: db.name, directUrl: db.directUrl, pooledUrl: db.pooledUrl }, atN);
     report.complete = true;
   } catch (error) {
     code = 1;
     console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
     warnings.push(`the run stopped: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
+    await finish();
+  }
+  if (warnings.length && opts.smoke) code = 1;
+  return code;
+
+  /** The report (also when the run is stopped by a signal: a deadline), then the databases go. */
+  async function finish() {
+    if (finished) return;
+    finished = true;
+    for (const s of liveServices) await s.stop().catch(() => {});
     const totals = { wallSeconds: round((performance.now() - t0) / 1000, 0)!, logs: dataDir };
     report.totals = totals;
-    const text = markdown(opts, shape, load, at0, atN, totals, warnings);
+    const text = markdown(opts, shape, load, at0, atN, totals, warnings, report.distribution as Record<string, unknown> | undefined);
     console.log(text);
     save();
     log(`results written to ${jsonFile}`);
@@ -938,6 +1006,4 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
     await dropEmpty().catch(() => {});
     await db.teardown();
   }
-  if (warnings.length && opts.smoke) code = 1;
-  return code;
 }
