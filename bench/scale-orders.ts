@@ -17,11 +17,15 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
+import type { Database } from "../src/db/client";
 import { createPostgresDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
-import { users } from "../src/db/schema";
+import * as schema from "../src/db/schema";
+import { type OrderStatus, users } from "../src/db/schema";
 import { hashPassword } from "../src/lib/passwords";
+import { type Actor, listOrders } from "../src/services/orders";
 import { BENCH_PASSWORD, type Customer, loadCustomers, loadProducts } from "./lib/load";
 import { type BenchDatabase, enableStatementStats, HARNESS_MARK, openBenchDatabase } from "./lib/postgres";
 import { freePort, runCommand, type Server, sleep, startServer } from "./lib/proc";
@@ -458,19 +462,21 @@ async function measureCreate(run: Run, phase: PhaseDb, service: Server, admin: p
 interface ListSeries {
   name: string;
   token: string;
-  input: { limit: number; status?: string; userId?: string };
-  /** The userId the service filters on (the customer's own, or the admin's filter). */
-  filterUserId?: string;
+  input: { limit: number; status?: OrderStatus; userId?: string };
+  /** Who asks, for listOrders in EXPLAIN. */
+  actor: Actor;
 }
 
 async function measureLists(run: Run, phase: PhaseDb, service: Server, admin: postgres.Sql) {
   const { opts } = run;
   const PAGE = 50;
+  const customer: Actor = { id: run.heavy.userId, role: "customer" };
+  const admin_: Actor = { id: run.admin.userId, role: "admin" };
   const series: ListSeries[] = [
-    { name: "heavy customer", token: run.heavy.token, input: { limit: 20 }, filterUserId: run.heavy.userId },
-    { name: "admin, unfiltered", token: run.admin.token, input: { limit: 20 } },
-    { name: "admin, status=pending", token: run.admin.token, input: { limit: 20, status: "pending" } },
-    { name: "admin, userId", token: run.admin.token, input: { limit: 20, userId: run.heavy.userId }, filterUserId: run.heavy.userId },
+    { name: "heavy customer", token: run.heavy.token, input: { limit: 20 }, actor: customer },
+    { name: "admin, unfiltered", token: run.admin.token, input: { limit: 20 }, actor: admin_ },
+    { name: "admin, status=pending", token: run.admin.token, input: { limit: 20, status: "pending" }, actor: admin_ },
+    { name: "admin, userId", token: run.admin.token, input: { limit: 20, userId: run.heavy.userId }, actor: admin_ },
   ];
   const url = (input: Record<string, unknown>) => `${service.url}/trpc/orders.list?input=${enc(input)}`;
   // Page 50 the way a client reaches it: following nextCursor from page 1 (or the last page there is).
@@ -503,12 +509,14 @@ async function measureLists(run: Run, phase: PhaseDb, service: Server, admin: po
     const page1 = latency(ms[k].page1);
     const pageN = latency(ms[k].deep);
     const explain = {
-      page1: await explainList(admin, service, s, undefined),
-      pageN: await explainList(admin, service, s, deep[k].cursor),
+      page1: await explainList(admin, s, undefined),
+      pageN: await explainList(admin, s, deep[k].cursor),
     };
     log(
       `[${phase.label}] orders.list ${s.name}: page 1 p50 ${page1.p50Ms} / p99 ${page1.p99Ms} ms, page ${deep[k].page} p50 ${pageN.p50Ms} / p99 ${pageN.p99Ms} ms; in Postgres ${explain.page1.executionMs} / ${explain.pageN.executionMs} ms`,
     );
+    for (const [page, e] of Object.entries(explain))
+      if ("error" in e) run.warnings.push(`[${phase.label}] EXPLAIN of orders.list ${s.name} ${page}: ${e.error}`);
     out.push({
       series: s.name,
       input: { ...s.input, ...(s.input.userId ? { userId: "<heavy customer>" } : {}) },
@@ -523,32 +531,30 @@ async function measureLists(run: Run, phase: PhaseDb, service: Server, admin: po
 }
 
 /**
- * EXPLAIN (ANALYZE, BUFFERS) of the statement the service sent for one list page: its text is
- * taken from pg_stat_statements (the request is made once between two snapshots), its parameters
- * are the page's, in the order the service binds them (userId, status, cursor, limit + 1).
+ * EXPLAIN (ANALYZE, BUFFERS) of the statement the service sends for one list page: listOrders
+ * itself (the service's code, in this process) builds it on a Drizzle client whose logger keeps
+ * the text and the parameters, and that exact statement is explained.
  */
-async function explainList(admin: postgres.Sql, service: Server, s: ListSeries, cursor: string | undefined) {
+async function explainList(admin: postgres.Sql, s: ListSeries, cursor: string | undefined) {
   try {
-    const before = await statementStats(admin);
-    await getJson(`${service.url}/trpc/orders.list?input=${enc({ ...s.input, ...(cursor ? { cursor } : {}) })}`, s.token);
-    const statement = statDelta(before, await statementStats(admin)).find((d) => /with "page" as/i.test(d.query));
-    if (!statement) return { error: "the list statement was not found in pg_stat_statements", plan: [], executionMs: null };
-    const params: unknown[] = [];
-    if (s.filterUserId) params.push(s.filterUserId);
-    if (s.input.status) params.push(s.input.status);
-    if (cursor) params.push(...(JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as string[]));
-    params.push(s.input.limit + 1);
-    const placeholders = new Set(statement.query.match(/\$\d+/g) ?? []).size;
-    if (placeholders !== params.length)
-      return { error: `the statement has ${placeholders} parameters, the bench binds ${params.length}`, plan: [], executionMs: null };
+    let captured: { query: string; params: unknown[] } | undefined;
+    const db = drizzle(admin, {
+      schema,
+      logger: {
+        logQuery(query, params) {
+          if (/with "page" as/i.test(query)) captured = { query, params };
+        },
+      },
+    }) as unknown as Database;
+    await listOrders(db, s.actor, { ...s.input, ...(cursor ? { cursor } : {}) });
+    if (!captured) return { error: "listOrders sent no list statement", plan: [], executionMs: null };
     const rows = await admin.unsafe<{ "QUERY PLAN": string }[]>(
-      `${HARNESS_MARK} explain (analyze, buffers) ${statement.query}`,
-      params as postgres.ParameterOrJSON<never>[],
+      `${HARNESS_MARK} explain (analyze, buffers) ${captured.query}`,
+      captured.params as postgres.ParameterOrJSON<never>[],
     );
     const plan = rows.map((r) => r["QUERY PLAN"]);
     return {
-      statement: statement.query,
-      meanMsInService: round(statement.ms / statement.calls, 3),
+      statement: captured.query,
       plan,
       executionMs: Number(/Execution Time: ([\d.]+) ms/.exec(plan.join("\n"))?.[1] ?? NaN),
     };
@@ -901,7 +907,8 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
       max: 1,
       prepare: false,
       onnotice: () => {},
-      connection: { statement_timeout: 0, maintenance_work_mem: "1GB" },
+      // JIT would compile each chunk's statement anew (about 2 s each, more than the insert).
+      connection: { statement_timeout: 0, maintenance_work_mem: "1GB", jit: "off" },
     } as const;
     let loader = postgres(db.directUrl, loaderOptions);
     try {
