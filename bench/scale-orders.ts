@@ -777,6 +777,9 @@ function markdown(
       if (x.backupBytes !== undefined) return `${fmt(mb(x.backupBytes), 1)} MB`;
       if (x.sessionsDeleted !== undefined) return `${fmt(x.sessionsDeleted)} sessions / ${fmt(x.sessionBatches)} batches`;
       if (x.ordersChanged !== undefined) return `${fmt(x.ordersChanged)} orders`;
+      const tables = (x.report as { tables?: Record<string, number> } | undefined)?.tables;
+      if (tables && typeof tables === "object")
+        return `${fmt(Object.values(tables).reduce((n, v) => n + Number(v), 0))} rows restored and compared`;
       if (x.tableBytes)
         return `${fmt(mb(Object.values(x.tableBytes as Record<string, number>).reduce((s, v) => s + v, 0)), 1)} MB of tables`;
       return "";
