@@ -2,6 +2,16 @@ import * as v from "valibot";
 import { isCommonPassword } from "./lib/common-passwords";
 import { password } from "./lib/validation";
 
+/** OTEL_TRACES_SAMPLER values of the OpenTelemetry specification that this service supports. */
+export const TRACES_SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+
 /** Thrown when a variable is missing or malformed; the message names it and says what is wrong. */
 export class EnvError extends Error {
   override name = "EnvError";
@@ -117,6 +127,21 @@ const EnvSchema = v.pipe(
     OTEL_SERVICE_NAME: v.optional(
       v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")),
       "commerce-backend",
+    ),
+    // The OpenTelemetry specification's names and values; the SDK in use does not read them itself.
+    OTEL_TRACES_SAMPLER: v.optional(
+      v.picklist(TRACES_SAMPLERS, `OTEL_TRACES_SAMPLER must be one of ${TRACES_SAMPLERS.join(", ")}`),
+      "parentbased_always_on",
+    ),
+    OTEL_TRACES_SAMPLER_ARG: v.optional(
+      v.pipe(
+        v.string(),
+        v.transform(Number),
+        v.number("OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+        v.minValue(0, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+        v.maxValue(1, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+      ),
+      "1",
     ),
     // --- Accounts: mail, session chains, registration throttle, audit retention ---
     APP_URL: v.optional(
