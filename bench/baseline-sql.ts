@@ -15,7 +15,7 @@ export const LOGIN_COUNT_AND_ACCOUNT = `with counted as (insert into "login_thro
         select counted.*, account.* from counted left join account on counted.key = $14`;
 
 /** auth.login after a right password, one statement: forgive the attempt, the audit event, the session. */
-export const LOGIN_SESSION = `with cleared as (delete from "login_throttle" where "login_throttle"."key" = $1), eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where "login_throttle"."key" = $2), audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $3, $4, $5, $6, $7, $8, $9, $10)) insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($11, $12, $13, $14, $15)`;
+export const LOGIN_SESSION = `with cleared as (delete from "login_throttle" where "login_throttle"."key" = $1 returning "key"), eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where ("login_throttle"."key" = $2 and (select count(*) from cleared) >= 0)), audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $3, $4, $5, $6, $7, $8, $9, $10)) insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($11, $12, $13, $14, $15)`;
 
 /** auth.login after a wrong password or an unknown email: the failure's audit event. */
 export const AUDIT_INSERT = `insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $1, $2, $3, $4, $5, $6, $7, $8)`;

@@ -16,7 +16,7 @@ import {
   countAttempts,
   emailKey,
   forgiveAttempt,
-  forgiveAttemptStatements,
+  forgiveAttemptCtes,
   loginAttemptKeys,
   loginMaxOf,
   refuseIfOver,
@@ -205,15 +205,9 @@ export async function login(
   }
   // One statement, so all or nothing without a transaction: the attempt forgiven, the event
   // and the session written together.
-  const { cleared, eased } = forgiveAttemptStatements(db, input.email, deps.clientAddress);
+  const forgiven = forgiveAttemptCtes(db, input.email, deps.clientAddress);
   const event = auditInsert(db, audit, { action: "auth.login", targetType: "user", targetId: current.id });
-  return issueSession(
-    db,
-    deps,
-    current,
-    deps.now,
-    sql`cleared as (${cleared.getSQL()}), eased as (${eased.getSQL()}), audited as (${event.getSQL()})`,
-  );
+  return issueSession(db, deps, current, deps.now, sql`${forgiven}, audited as (${event.getSQL()})`);
 }
 
 /**

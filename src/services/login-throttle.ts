@@ -1,4 +1,4 @@
-import { eq, lt, sql } from "drizzle-orm";
+import { and, eq, lt, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
 import { loginThrottle } from "../db/schema";
@@ -74,22 +74,28 @@ export async function reserveLoginAttempt(db: Database, email: string, address: 
 
 /**
  * After a right password: the email's counter goes (the failures before it are forgiven), the
- * address gets this attempt back. Two builders, so the sign-in sends them inside its session
- * insert (one statement); `forgiveAttempt` runs them on their own.
+ * address gets this attempt back. As CTEs (`cleared`, `eased`), so the sign-in sends them inside
+ * its session insert (one statement); `forgiveAttempt` runs them on their own.
+ *
+ * The email's row is locked before the address's, as in `countAttempts` (its VALUES order):
+ * Postgres runs data-modifying CTEs in no set order, and a sign-in forgiving (address, then
+ * email) while another counts (email, then address) deadlocks. `eased` reads `cleared`, so the
+ * delete runs first.
  */
-export function forgiveAttemptStatements(db: Database, email: string, address: string) {
-  return {
-    cleared: db.delete(loginThrottle).where(eq(loginThrottle.key, emailKey(email))),
-    eased: db
-      .update(loginThrottle)
-      .set({ failures: sql`greatest(${loginThrottle.failures} - 1, 0)` })
-      .where(eq(loginThrottle.key, addressKey(address))),
-  };
+export function forgiveAttemptCtes(db: Database, email: string, address: string): SQL {
+  const cleared = db
+    .delete(loginThrottle)
+    .where(eq(loginThrottle.key, emailKey(email)))
+    .returning({ key: loginThrottle.key });
+  const eased = db
+    .update(loginThrottle)
+    .set({ failures: sql`greatest(${loginThrottle.failures} - 1, 0)` })
+    .where(and(eq(loginThrottle.key, addressKey(address)), sql`(select count(*) from cleared) >= 0`));
+  return sql`cleared as (${cleared.getSQL()}), eased as (${eased.getSQL()})`;
 }
 
 export async function forgiveAttempt(db: Database, email: string, address: string): Promise<void> {
-  const { cleared, eased } = forgiveAttemptStatements(db, email, address);
-  await db.execute(sql`with cleared as (${cleared.getSQL()}), eased as (${eased.getSQL()}) select 1`);
+  await db.execute(sql`with ${forgiveAttemptCtes(db, email, address)} select 1`);
 }
 
 /** Drops counters whose window has passed; run by the prune-sessions job. */
