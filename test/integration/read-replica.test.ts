@@ -1,13 +1,16 @@
 // DATABASE_READ_URL against a real streaming replica (.ci/run starts one with pg_basebackup -R
 // from its Postgres; .ci/pg.sh's pg_replica_up). The replica's WAL replay is paused where a test
 // needs the two servers to disagree: then whatever a read returns says which server answered.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
+import { openDatabase } from "../../src/bootstrap";
 import { createPostgresDatabase, type DatabaseHandle, queryRows } from "../../src/db/client";
 import { products } from "../../src/db/schema";
 import type { JobDeps } from "../../src/deps";
+import { parseEnv } from "../../src/env";
 import { createLogger } from "../../src/lib/logger";
-import { callerFor, callHttp, createTestDeps, errorCodeOf, signUp, signUpAdmin } from "../support/app";
+import worker from "../../src/worker";
+import { callerFor, callHttp, createTestDeps, errorCodeOf, signUp, signUpAdmin, TEST_JWT_SECRET } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, withDatabaseName } from "../support/db";
 
 /** Set by .ci/run: the replica server (its own port), and its folder for pg_replica_stop/start. */
@@ -71,6 +74,50 @@ if (!enabled) {
   test.skip("read replica: set TEST_REPLICA_URL and TEST_REPLICA_DIR beside TEST_DATABASE_URL (.ci/run starts a streaming replica)", () => {});
 }
 
+/** One Worker invocation (src/worker.ts) of a GET: its JSON body once the database has closed, and its log lines. */
+async function workerGet(path: string, bindings: Record<string, unknown>) {
+  const pending: Promise<unknown>[] = [];
+  const logged: string[] = [];
+  const logSpy = spyOn(console, "log").mockImplementation((line: unknown) => void logged.push(String(line)));
+  try {
+    const res = await worker.fetch(new Request(`http://worker${path}`), bindings, { waitUntil: (p) => void pending.push(p) });
+    const body: unknown = await res.json();
+    await Promise.all(pending);
+    return { status: res.status, body, logged };
+  } finally {
+    logSpy.mockRestore();
+  }
+}
+
+const byIdPath = (id: string) => `/trpc/products.byId?input=${encodeURIComponent(JSON.stringify({ id }))}`;
+
+// No replica needed: a replica URL nobody listens on must cost the Worker's catalog reads nothing
+// but a fallback, and only the first invocation pays the refused connection (the back-off is
+// kept per isolate).
+describe.if(onPostgres)("read replica on Workers: an unreachable replica", () => {
+  test("catalog reads answer from the primary, with one warning over several invocations", async () => {
+    const db = await getTestDatabase();
+    const [product] = await db.db.insert(products).values({ name: "worker fallback", price: "4.00", stock: 2 }).returning();
+    const logged: string[] = [];
+    const bindings = {
+      DATABASE_URL: db.url!,
+      DATABASE_READ_URL: `postgres://postgres@127.0.0.1:1/nothing_listens_${Date.now()}`,
+      JWT_SECRET: TEST_JWT_SECRET,
+      DATABASE_PREPARE: String(prepareStatements),
+    };
+    for (let i = 0; i < 3; i++) {
+      const res = await workerGet(byIdPath(product!.id), bindings);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ result: { data: { id: product!.id, stock: 2 } } });
+      logged.push(...res.logged);
+    }
+    const warnings = logged.filter((l) => l.includes('"level":"warn"'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("read replica unreachable");
+    expect(warnings[0]).not.toContain("nothing_listens");
+  });
+});
+
 describe.if(enabled)("read replica", () => {
   beforeAll(async () => {
     const db = await getTestDatabase();
@@ -93,7 +140,15 @@ describe.if(enabled)("read replica", () => {
         15_000,
       ),
     ).toBe(true);
-    handle = await createPostgresDatabase({ url: db.url!, poolMax: 5, prepare: prepareStatements, readUrl: replicaUrl });
+    // The way the Bun and Deno hosts open it: validated env, then bootstrap's openDatabase.
+    const env = parseEnv({
+      DATABASE_URL: db.url,
+      DATABASE_READ_URL: replicaUrl,
+      DATABASE_POOL_MAX: "5",
+      DATABASE_PREPARE: String(prepareStatements),
+      JWT_SECRET: TEST_JWT_SECRET,
+    });
+    handle = await openDatabase(env);
     deps = createTestDeps(handle, { logger: createLogger("debug", (line) => lines.push(JSON.parse(line))) });
   }, 30_000);
 
@@ -258,6 +313,30 @@ describe.if(enabled)("read replica", () => {
         await guarded.close();
       }
     }, 30_000);
+  });
+
+  describe("on Workers", () => {
+    test("a HYPERDRIVE_READ binding (or DATABASE_READ_URL) sends the Worker's catalog reads to the replica", async () => {
+      const db = await getTestDatabase();
+      await replicaCaughtUp();
+      await pauseReplay();
+      try {
+        const [product] = await db.db.insert(products).values({ name: "worker replica", price: "4.00", stock: 2 }).returning();
+        const base = { DATABASE_URL: db.url!, JWT_SECRET: TEST_JWT_SECRET, DATABASE_PREPARE: String(prepareStatements) };
+        // Not replayed yet: the replica does not have it, the primary does.
+        for (const bindings of [
+          { ...base, HYPERDRIVE_READ: { connectionString: replicaUrl } },
+          { ...base, DATABASE_READ_URL: replicaUrl },
+        ]) {
+          const res = await workerGet(byIdPath(product!.id), bindings);
+          expect(res.status).toBe(404);
+          expect(res.body).toMatchObject({ error: { data: { code: "NOT_FOUND" } } });
+        }
+        expect((await workerGet(byIdPath(product!.id), base)).status).toBe(200);
+      } finally {
+        await resumeReplay();
+      }
+    });
   });
 
   describe("errors", () => {
