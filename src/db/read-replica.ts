@@ -51,9 +51,11 @@ const CONNECTION_CODES = new Set([
 
 /** How a failed replica read is handled: "unavailable" marks the replica down, "conflict" retries once. */
 export function replicaFailureKind(error: unknown): "unavailable" | "conflict" | undefined {
+  let anyCode = false;
   for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string") {
+      anyCode = true;
       if (CONNECTION_CODES.has(code)) return "unavailable";
       if (/^[0-9A-Z]{5}$/.test(code)) {
         if (UNAVAILABLE_SQLSTATE.test(code)) return "unavailable";
@@ -63,6 +65,12 @@ export function replicaFailureKind(error: unknown): "unavailable" | "conflict" |
     }
     e = (e as { cause?: unknown }).cause;
   }
+  // Workers' socket API reports a refused or lost connection as a plain Error with no code
+  // ("proxy request failed, cannot connect to the specified address", "Network connection
+  // lost."), and postgres.js passes it on as it is. Everything the server says has a SQLSTATE and
+  // everything postgres.js says has a code, so a plain coded-less Error from the driver is the
+  // socket; a TypeError or RangeError is a bug here and is not hidden.
+  if (!anyCode && error instanceof Error && error.constructor === Error) return "unavailable";
   return undefined;
 }
 
@@ -128,7 +136,7 @@ export class ReplicaHealth {
     this.downUntil = now + retryInMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
     // The code only: a driver's message can carry the URL's host and user.
-    const fields = { code: codeOf(error), retryInMs };
+    const fields = { code: codeOf(error) ?? "socket error without a code", retryInMs };
     if (this.down) this.logger?.debug("read replica still unreachable", fields);
     else this.logger?.warn("read replica unreachable: catalog reads go to the primary until it answers again", fields);
     this.down = true;

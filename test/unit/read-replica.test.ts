@@ -27,6 +27,12 @@ describe("replicaFailureKind", () => {
     expect(replicaFailureKind(Object.assign(new Error("Failed query"), { cause: err("57P01") }))).toBe("unavailable");
   });
 
+  test("a plain Error without a code (how Workers' sockets report a refused connection) is unavailable; a TypeError is not", () => {
+    expect(replicaFailureKind(new Error("proxy request failed, cannot connect to the specified address"))).toBe("unavailable");
+    expect(replicaFailureKind(new TypeError("x is not a function"))).toBeUndefined();
+    expect(replicaFailureKind(new RangeError("out of range"))).toBeUndefined();
+  });
+
   test("a recovery conflict is retried on the primary without marking the replica down", () => {
     expect(replicaFailureKind(err("40001"))).toBe("conflict");
     expect(replicaFailureKind(err("40P01"))).toBe("conflict");
@@ -36,7 +42,6 @@ describe("replicaFailureKind", () => {
     for (const sqlstate of ["22P02", "22012", "42P01", "23505", "57014", "25006"]) {
       expect(replicaFailureKind(err(sqlstate))).toBeUndefined();
     }
-    expect(replicaFailureKind(new Error("no code"))).toBeUndefined();
     expect(replicaFailureKind(undefined)).toBeUndefined();
   });
 });
