@@ -93,6 +93,7 @@ export class ReplicaHealth {
   logger: Logger | undefined;
   private downUntil = 0;
   private down = false;
+  private probing = false;
   private backoffMs: number;
   private lagging = false;
   private lastLagCheck = 0;
@@ -110,9 +111,18 @@ export class ReplicaHealth {
     this.backoffMs = this.initialBackoffMs;
   }
 
-  /** Whether the next read may go to the replica; starts a lag check when one is due. */
+  /**
+   * Whether the next read may go to the replica; starts a lag check when one is due. Once the
+   * back-off has passed, one read tries the replica while the others keep going to the primary:
+   * a replica that does not answer at all (a host gone, packets dropped) then holds up that one
+   * read for the connect timeout, not every read in flight.
+   */
   useReplica(replica: PostgresClient, now = Date.now()): boolean {
-    if (this.down && now < this.downUntil) return false;
+    if (this.down) {
+      if (now < this.downUntil || this.probing) return false;
+      this.probing = true;
+      return true;
+    }
     if (this.maxLagSeconds !== undefined && !this.lagCheck && now - this.lastLagCheck >= this.lagCheckIntervalMs) {
       this.lastLagCheck = now;
       this.lagCheck = this.checkLag(replica).finally(() => {
@@ -122,8 +132,9 @@ export class ReplicaHealth {
     return !this.lagging;
   }
 
-  /** A read the replica answered. */
+  /** The replica answered a read (with rows or with the statement's own error). */
   succeeded(): void {
+    this.probing = false;
     if (!this.down) return;
     this.down = false;
     this.backoffMs = this.initialBackoffMs;
@@ -132,6 +143,7 @@ export class ReplicaHealth {
 
   /** The replica could not be reached (or refused to serve): reads go to the primary for a while. */
   failed(error: unknown, now = Date.now()): void {
+    this.probing = false;
     const retryInMs = this.backoffMs;
     this.downUntil = now + retryInMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
@@ -222,9 +234,14 @@ export function readFallbackClient(replica: PostgresClient, primary: PostgresCli
         return result;
       } catch (error) {
         const kind = replicaFailureKind(error);
-        if (!kind) throw error;
-        if (kind === "unavailable") health.failed(error);
-        return send(primary);
+        if (kind === "unavailable") {
+          health.failed(error);
+          return send(primary);
+        }
+        // The replica answered, if only to refuse this statement: it is up.
+        health.succeeded();
+        if (kind === "conflict") return send(primary);
+        throw error;
       }
     };
     const lazy = {

@@ -2,6 +2,7 @@
 // from its Postgres; .ci/pg.sh's pg_replica_up). The replica's WAL replay is paused where a test
 // needs the two servers to disagree: then whatever a read returns says which server answered.
 import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { createServer } from "node:net";
 import { eq, sql } from "drizzle-orm";
 import { openDatabase } from "../../src/bootstrap";
 import { createPostgresDatabase, type DatabaseHandle, queryRows } from "../../src/db/client";
@@ -116,6 +117,49 @@ describe.if(onPostgres)("read replica on Workers: an unreachable replica", () =>
     expect(warnings[0]).toContain("read replica unreachable");
     expect(warnings[0]).not.toContain("nothing_listens");
   });
+});
+
+// A replica host that accepts connections and never answers (gone behind a firewall that drops
+// packets): each try waits out the 5 s connect timeout, so only one read at a time may pay it.
+describe.if(onPostgres)("read replica that never answers", () => {
+  test("the first read waits out the connect timeout; while the retry waits, the other reads go straight to the primary", async () => {
+    const held = new Set<import("node:net").Socket>();
+    const hole = createServer((socket) => void held.add(socket));
+    await new Promise<void>((resolve) => hole.listen(0, "127.0.0.1", resolve));
+    const port = (hole.address() as { port: number }).port;
+    const db = await getTestDatabase();
+    const [product] = await db.db.insert(products).values({ name: "black hole", price: "1.00", stock: 1 }).returning();
+    const logged: Line[] = [];
+    const guarded = await createPostgresDatabase({
+      url: db.url!,
+      poolMax: 4,
+      prepare: prepareStatements,
+      readUrl: `postgres://postgres@127.0.0.1:${port}/hole_${Date.now()}`,
+    });
+    const d = createTestDeps(guarded, { logger: createLogger("debug", (line) => logged.push(JSON.parse(line))) });
+    const read = async () => {
+      const started = performance.now();
+      expect((await callerFor(d).products.byId({ id: product!.id })).stock).toBe(1);
+      return performance.now() - started;
+    };
+    try {
+      expect(await read()).toBeGreaterThan(4000);
+      expect(logged.filter((l) => l.level === "warn")).toEqual([expect.objectContaining({ code: "CONNECT_TIMEOUT", retryInMs: 1000 })]);
+      expect(await read()).toBeLessThan(1000);
+      await Bun.sleep(1100);
+      const retry = read();
+      await Bun.sleep(50);
+      const others: number[] = [];
+      for (let i = 0; i < 5; i++) others.push(await read());
+      expect(Math.max(...others)).toBeLessThan(1000);
+      expect(await retry).toBeGreaterThan(4000);
+      expect(logged.filter((l) => l.level === "warn")).toHaveLength(1);
+    } finally {
+      for (const s of held) s.destroy();
+      hole.close();
+      await guarded.close();
+    }
+  }, 30_000);
 });
 
 describe.if(enabled)("read replica", () => {

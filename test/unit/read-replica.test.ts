@@ -53,6 +53,9 @@ describe("ReplicaHealth", () => {
     health.failed(err("ECONNREFUSED"), 0);
     expect(health.useReplica(noClient, 999)).toBe(false);
     expect(health.useReplica(noClient, 1000)).toBe(true); // the retry
+    // One read tries; the others go on to the primary until it has an answer.
+    expect(health.useReplica(noClient, 1000)).toBe(false);
+    expect(health.useReplica(noClient, 1500)).toBe(false);
     health.failed(err("ECONNREFUSED"), 1000);
     expect(health.useReplica(noClient, 2999)).toBe(false);
     expect(health.useReplica(noClient, 3000)).toBe(true);
@@ -62,6 +65,10 @@ describe("ReplicaHealth", () => {
     // 1 s, 2 s, 4 s, then capped at 4 s.
     expect(health.useReplica(noClient, 10_999)).toBe(false);
     expect(health.useReplica(noClient, 11_000)).toBe(true);
+    // The try succeeds: every read goes to the replica again.
+    health.succeeded();
+    expect(health.useReplica(noClient, 11_001)).toBe(true);
+    expect(health.useReplica(noClient, 11_002)).toBe(true);
   });
 
   test("one warning when it goes down, debug lines for the failed retries, one info line when it is back", () => {
