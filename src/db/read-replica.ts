@@ -68,8 +68,8 @@ export function replicaFailureKind(error: unknown): "unavailable" | "conflict" |
   // Workers' socket API reports a refused or lost connection as a plain Error with no code
   // ("proxy request failed, cannot connect to the specified address", "Network connection
   // lost."), and postgres.js passes it on as it is. Everything the server says has a SQLSTATE and
-  // everything postgres.js says has a code, so a plain coded-less Error from the driver is the
-  // socket; a TypeError or RangeError is a bug here and is not hidden.
+  // everything postgres.js says has a code, so a plain Error without a code from the driver is
+  // the socket; a TypeError or RangeError is a bug here and is not hidden.
   if (!anyCode && error instanceof Error && error.constructor === Error) return "unavailable";
   return undefined;
 }
@@ -85,7 +85,7 @@ end::float8 as lag`;
 
 /**
  * Where reads go, for one replica URL: down after a connection failure until a back-off has
- * passed (then the next read tries again), lagging while the last lag check said so. One warning
+ * passed (then one read tries again), lagging while the last lag check said so. One warning
  * when the replica goes down or starts lagging, one info line when it is back; the failed retries
  * in between are debug lines.
  */
@@ -177,11 +177,6 @@ export class ReplicaHealth {
       this.logger?.info("read replica caught up: catalog reads go to it again", { lagSeconds: Math.round(lag * 10) / 10 });
     }
     this.lagging = lagging;
-  }
-
-  /** For tests: resolves when no lag check is running. */
-  async settled(): Promise<void> {
-    await this.lagCheck;
   }
 }
 
