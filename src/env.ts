@@ -96,6 +96,17 @@ const EnvSchema = v.pipe(
     DATABASE_URL: v.optional(postgresUrl),
     // The same database without the pooler: migrations, backups and restores prefer it.
     DATABASE_DIRECT_URL: v.optional(postgresUrlNamed("DATABASE_DIRECT_URL")),
+    // A streaming replica for the public catalog reads (docs/operations.md, "Read replica").
+    DATABASE_READ_URL: v.optional(postgresUrlNamed("DATABASE_READ_URL")),
+    DATABASE_READ_MAX_LAG_SECONDS: v.optional(
+      v.pipe(
+        v.string(),
+        v.regex(/^\d+$/, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+        v.transform(Number),
+        v.minValue(1, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+        v.maxValue(3600, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+      ),
+    ),
     DATABASE_PREPARE: flag("DATABASE_PREPARE", true),
     DATABASE_POOL_MAX: integer("DATABASE_POOL_MAX", 1, 1000, 10),
     DATABASE_QUERY_TIMEOUT_MS: integer("DATABASE_QUERY_TIMEOUT_MS", 1, 3_600_000, 30_000),
@@ -177,6 +188,14 @@ const EnvSchema = v.pipe(
     "ADMIN_PASSWORD is one of the most common passwords: choose another",
   ),
   v.check((e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined), "ADMIN_EMAIL and ADMIN_PASSWORD must be set together"),
+  v.check(
+    (e) => e.DATABASE_READ_URL === undefined || e.DATABASE_URL !== undefined,
+    "DATABASE_READ_URL needs DATABASE_URL: a replica serves reads for a Postgres primary, not for the embedded database",
+  ),
+  v.check(
+    (e) => e.DATABASE_READ_MAX_LAG_SECONDS === undefined || e.DATABASE_READ_URL !== undefined,
+    "DATABASE_READ_MAX_LAG_SECONDS applies only to a replica: set DATABASE_READ_URL too, or unset it",
+  ),
   v.transform((e) => ({
     ...e,
     BACKUP_DIR: e.BACKUP_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/backups`,
