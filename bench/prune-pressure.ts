@@ -163,6 +163,19 @@ async function main() {
     for (const variant of variants) {
       log(`variant ${variant}: loading sessions`);
       await loadSessions(sql);
+      // `avdelay=MS`: autovacuum's cost delay on the two session tables (storage parameter), to
+      // try pacing the vacuum that follows the prune; absent, the server's default.
+      const avdelay = variant
+        .split(":")
+        .find((kv) => kv.startsWith("avdelay="))
+        ?.slice("avdelay=".length);
+      for (const table of ["sessions", "session_chains"]) {
+        await sql.unsafe(
+          avdelay === undefined
+            ? `alter table ${table} reset (autovacuum_vacuum_cost_delay)`
+            : `alter table ${table} set (autovacuum_vacuum_cost_delay = ${Number(avdelay)})`,
+        );
+      }
       samples.length = 0;
       probing = true;
       const loops = Array.from({ length: CONNECTIONS }, loop);
@@ -172,9 +185,17 @@ async function main() {
       await Bun.sleep(IDLE_S * 1000);
       const pruneFrom = performance.now();
       const cmd =
-        variant === "job"
+        variant.split(":")[0] === "job"
           ? [bun, "src/cli.ts", "job", "prune-sessions"]
-          : [bun, "bench/prune-pressure.ts", "--child", ...variant.split(":").map((kv) => `--${kv}`)];
+          : [
+              bun,
+              "bench/prune-pressure.ts",
+              "--child",
+              ...variant
+                .split(":")
+                .filter((kv) => !kv.startsWith("avdelay="))
+                .map((kv) => `--${kv}`),
+            ];
       const pruned = await runCommand(cmd, { cwd: repoRoot, env });
       const pruneTo = performance.now();
       if (pruned.code !== 0) throw new Error(`prune failed (${variant}):\n${pruned.stdout}\n${pruned.stderr}`);
