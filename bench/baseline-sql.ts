@@ -80,12 +80,12 @@ export const MAX_TOTAL = "99999999.99";
 /** One line's stock decrement; matches only while the stock covers it. [$1 quantity, $2 product id, $3 quantity] */
 export const ORDER_TAKE_STOCK = `update "products" set "stock" = "products"."stock" - $1, "updated_at" = (now() at time zone 'utc') where ("products"."id" = $2 and "products"."stock" >= $3) returning "price"`;
 
-/** [$1 order id, $2 user id, $3 'pending', $4 total] */
+/** [$1 order id (v7, src/lib/uuidv7.ts), $2 user id, $3 'pending', $4 total] */
 export const ORDER_INSERT = `insert into "orders" ("id", "user_id", "status", "total", "created_at", "updated_at") values ($1, $2, $3, $4, default, default) returning "id", "user_id", "status", "total", "created_at", "updated_at"`;
 
-/** One multi-row INSERT for `n` items: [order id, product id, quantity, price] per item. */
+/** One multi-row INSERT for `n` items: [item id (v7), order id, product id, quantity, price] per item. */
 export function orderItemsInsert(n: number): string {
-  const rows = Array.from({ length: n }, (_, i) => `(default, $${4 * i + 1}, $${4 * i + 2}, $${4 * i + 3}, $${4 * i + 4})`);
+  const rows = Array.from({ length: n }, (_, i) => `($${5 * i + 1}, $${5 * i + 2}, $${5 * i + 3}, $${5 * i + 4}, $${5 * i + 5})`);
   return `insert into "order_items" ("id", "order_id", "product_id", "quantity", "price") values ${rows.join(", ")} returning "id", "order_id", "product_id", "quantity", "price"`;
 }
 

@@ -17,6 +17,7 @@ import { needsRehash, PASSWORD_PARAMS } from "../src/lib/password-policy";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
+import { uuidv7 } from "../src/lib/uuidv7";
 import {
   AUDIT_INSERT,
   LOGIN_COUNT_AND_ACCOUNT,
@@ -283,7 +284,7 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
     const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
     user = updated ? { ...user, ...updated } : user;
   }
-  const sessionId = crypto.randomUUID();
+  const sessionId = uuidv7();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -334,7 +335,7 @@ async function plainLogin(email: string, password: string, now: Date) {
   if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
   if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  const sessionId = crypto.randomUUID();
+  const sessionId = uuidv7();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -501,7 +502,7 @@ const byProduct = (a: { productId: string }, b: { productId: string }) =>
 
 /** The plainest correct order: guarded decrements in id order, the order, its items; all pipelined. */
 async function plainOrder(lines: Line[], caller: Caller) {
-  const orderId = crypto.randomUUID();
+  const orderId = uuidv7();
   try {
     return await sql.begin(async (tx) => {
       const taken = await Promise.all(
@@ -565,12 +566,12 @@ async function sameOrder(lines: Line[], caller: Caller) {
       const p = prices;
       const cents = p.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
       if (cents > MAX_CENTS) throw tooLarge();
-      const orderId = crypto.randomUUID();
+      const orderId = uuidv7();
       const [[o], items] = await Promise.all([
         tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
         tx.unsafe<ItemRowText[]>(
           orderItemsInsert(lines.length),
-          lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]),
+          lines.flatMap((l, n) => [uuidv7(), orderId, l.productId, l.quantity, p[n]]),
           PREPARE_OPTS,
         ),
         ...taken,

@@ -8,6 +8,7 @@ import { badRequest, conflict, forbidden, notFound, unauthorized } from "../erro
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
+import { uuidv7 } from "../lib/uuidv7";
 import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
 import { type AuditContext, auditInsert, recordAudit } from "./audit";
 import {
@@ -124,7 +125,8 @@ const getDummyHash = () => (dummyHash ??= hashPassword("not-a-real-password-only
  * never outlives it by more than SESSION_MAX_AGE_SECONDS.
  */
 async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now, along?: SQL): Promise<Auth> {
-  const sessionId = crypto.randomUUID();
+  // Time-ordered (src/lib/uuidv7.ts), so new sessions share the right edge of the primary key.
+  const sessionId = uuidv7();
   const byTtl = deps.now.getTime() + deps.tokens.ttlSeconds * 1000;
   const byChain = deps.maxAgeSeconds ? chainStartedAt.getTime() + deps.maxAgeSeconds * 1000 : Infinity;
   const expiresAt = new Date(Math.min(byTtl, byChain));
