@@ -226,13 +226,16 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
     const inc1 = await runBackupIncremental(deps);
     expect(inc1).toMatchObject({ ok: true, backup: { kind: "incremental" } });
     expect(inc1.fellBackToFull).toBeUndefined();
-    // Every key travels so deletions can be replayed. Rows travel when written since the full
-    // backup's snapshot: at least the changed ones (more while another session holds an old
-    // transaction open on the server, which the selection has to treat as possibly unfinished).
-    const changes = inc1.changes as Record<string, { rows: number; keys: number }>;
-    expect(changes.users.keys).toBe(3);
-    expect(changes.orders.keys).toBe(1);
-    expect(changes.sessions.keys).toBe(1);
+    // Deletions travel as the deletion log's keys: exactly those deleted since the full
+    // (the cascade included), none of the rows that stayed. Rows travel when written since the
+    // full backup's snapshot: at least the changed ones (more while another session holds an
+    // old transaction open on the server, which the selection has to treat as possibly unfinished).
+    const changes = inc1.changes as Record<string, { rows: number; deleted: number }>;
+    expect(changes.orders.deleted).toBe(1);
+    expect(changes.order_items.deleted).toBe(1);
+    expect(changes.order_idempotency_keys.deleted).toBe(1);
+    expect(changes.sessions.deleted).toBe(1);
+    expect(changes.users.deleted).toBe(0);
     expect(changes.users.rows).toBeGreaterThanOrEqual(1);
     expect(changes.products.rows).toBeGreaterThanOrEqual(2);
 
@@ -246,7 +249,9 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
 
     const verified = await runRestoreVerify(deps, { keepScratch: true });
     expect(verified).toMatchObject({ ok: true });
-    expect((verified.chain as string[]).length).toBe(3);
+    // The two incrementals and restore-verify's checkpoint (the one that checksums every table).
+    expect((verified.chain as string[]).length).toBe(4);
+    expect(verified.checkpoint).toBe((verified.chain as string[])[3]);
     await compareWithSource(String(verified.scratchDatabase));
   });
 
