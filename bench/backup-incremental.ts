@@ -1,11 +1,11 @@
-// `bun bench/backup-incremental.ts [--orders=N] [--changed=0.01] [--no-restore]`: what an
+// `npm run bench:incremental -- [--orders=N] [--changed=0.01] [--no-restore] [--out=FILE]`: what an
 // incremental backup costs next to a full one after a small change, measured in one run.
 // Loads N orders (set-based SQL: customers, products, 1–5 items per order, sessions), takes the
 // full backup (pg_dump over a direct connection, as the job does with DATABASE_DIRECT_URL),
 // changes a fraction of the orders (status updates, a few deletions with their items, a few
 // new orders), takes the incremental, and restores the chain into a scratch database through
 // restore-verify's own code (checkpoint included) to show it rebuilds the exact database.
-// Prints a markdown report and writes it to bench/results/<date>-incremental.md.
+// Prints a markdown report and writes it to bench/results/<date>-incremental.md (or --out).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +27,8 @@ const BATCH = 50_000;
 
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const fmt = (n: number) => n.toLocaleString("en");
-const mb = (bytes: number) => (bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`);
+const mb = (bytes: number) =>
+  bytes < 1e3 ? `${bytes} B` : bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
 
 async function timed<T>(what: string, fn: () => Promise<T>): Promise<{ value: T; seconds: number }> {
   log(`${what} …`);
@@ -163,7 +164,7 @@ try {
   const date = new Date().toISOString().slice(0, 10);
   const report = `# Incremental vs full backup (${date})
 
-\`bun bench/backup-incremental.ts --orders=${ORDERS} --changed=${CHANGED}\` on Postgres 15 (${db.ownServer ? ".ci/pg.sh, this machine" : "BENCH_DATABASE_URL"}).
+\`npm run bench:incremental -- --orders=${ORDERS} --changed=${CHANGED}${RESTORE ? "" : " --no-restore"}\` on Postgres 15 (${db.ownServer ? ".ci/pg.sh, this machine" : "BENCH_DATABASE_URL"}).
 Loaded ${fmt(Number(sizes.orders))} orders, ${fmt(Number(sizes.items))} items, ${fmt(CUSTOMERS)} customers and sessions, ${fmt(PRODUCTS)} products in ${load.seconds.toFixed(0)} s; database ${mb(Number(sizes.db))}.
 Change: ${fmt(change.value.updated)} status updates, ${fmt(change.value.deleted)} orders deleted (items cascade), ${fmt(change.value.insertedItems)} new orders with an item each (${change.seconds.toFixed(1)} s).
 
@@ -192,7 +193,7 @@ Per table, the incremental carried: ${Object.entries(changes)
     .join(", ")}.
 `;
   process.stdout.write(report);
-  const out = join(import.meta.dir, "results", `${date}-incremental.md`);
+  const out = arg("out") ?? join(import.meta.dir, "results", `${date}-incremental.md`);
   await writeFile(out, report);
   log(`written to ${out}`);
   if (verify?.problems.length) process.exitCode = 1;
