@@ -298,6 +298,7 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
   const tokenHash = await hashToken(accessToken);
   const userId = user.id;
   await sql.unsafe(LOGIN_SESSION, [
+    0,
     emailKey,
     addressKey,
     nowText,

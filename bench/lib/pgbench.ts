@@ -139,7 +139,7 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         vars[`e${k}`] = s.email;
         vars[`ek${k}`] = `email:${s.email}`;
         vars[`u${k}`] = s.userId;
-        Object.assign(vars, { ak: "ip:127.0.0.1", floor: "2000-01-01 00:00:00", later: "2999-01-01 00:00:00" });
+        Object.assign(vars, { zero: "0", ak: "ip:127.0.0.1", floor: "2000-01-01 00:00:00", later: "2999-01-01 00:00:00" });
         Object.assign(vars, { action: "auth.login", user: "user", ip: "127.0.0.1", rid: "pgbench", details: "{}" });
         if (kind === "login-plain") {
           scripts.push(
@@ -168,21 +168,22 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           14: `:ek${k}`,
         });
         const session = bind(LOGIN_SESSION, {
-          1: `:ek${k}`,
-          2: ":ak",
-          3: ":now",
-          4: ":action",
-          5: "null",
-          6: ":user",
-          7: `:u${k}`,
-          8: ":ip",
-          9: ":rid",
-          10: ":details",
-          11: "gen_random_uuid()",
-          12: `:u${k}`,
-          13: "md5(random()::text)",
-          14: ":later",
-          15: ":now",
+          1: ":zero",
+          2: `:ek${k}`,
+          3: ":ak",
+          4: ":now",
+          5: ":action",
+          6: "null",
+          7: ":user",
+          8: `:u${k}`,
+          9: ":ip",
+          10: ":rid",
+          11: ":details",
+          12: "gen_random_uuid()",
+          13: `:u${k}`,
+          14: "md5(random()::text)",
+          15: ":later",
+          16: ":now",
         });
         scripts.push([`${oneLine(count)};`, `${oneLine(session)};`, ""].join("\n"));
         break;

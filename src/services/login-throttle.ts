@@ -73,18 +73,24 @@ export async function reserveLoginAttempt(db: Database, email: string, address: 
 }
 
 /**
- * After a right password: the email's counter goes (the failures before it are forgiven), the
- * address gets this attempt back. As CTEs (`cleared`, `eased`), so the sign-in sends them inside
- * its session insert (one statement); `forgiveAttempt` runs them on their own.
+ * After a right password: the email's counter goes back to 0 (the failures before it are
+ * forgiven), the address gets this attempt back. As CTEs (`cleared`, `eased`), so the sign-in
+ * sends them inside its session insert (one statement); `forgiveAttempt` runs them on their own.
+ *
+ * An UPDATE, not a DELETE: the row is re-used by the next sign-in's count (a HOT update instead
+ * of a delete, an insert and an index entry each time; the backup's deletion log records
+ * nothing), and the prune job drops it when its window has passed. A failure after it counts
+ * from 1 in what is left of that window.
  *
  * The email's row is locked before the address's, as in `countAttempts` (its VALUES order):
  * Postgres runs data-modifying CTEs in no set order, and a sign-in forgiving (address, then
  * email) while another counts (email, then address) deadlocks. `eased` reads `cleared`, so the
- * delete runs first.
+ * email's update runs first.
  */
 export function forgiveAttemptCtes(db: Database, email: string, address: string): SQL {
   const cleared = db
-    .delete(loginThrottle)
+    .update(loginThrottle)
+    .set({ failures: 0 })
     .where(eq(loginThrottle.key, emailKey(email)))
     .returning({ key: loginThrottle.key });
   const eased = db
