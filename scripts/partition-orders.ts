@@ -1,5 +1,5 @@
 // `npm run partition-orders -- --dry-run` prints the plan; without --dry-run it applies it.
-// Options: --lock-timeout-ms=N (1000), --retries=N (20), --batch=N (20000), --months-ahead=N (3).
+// Options: --lock-timeout-ms=N (500), --retries=N (20), --batch=N (20000), --months-ahead=N (3).
 // Postgres only, on a direct connection: DATABASE_DIRECT_URL, else DATABASE_URL if it is direct.
 // Exit codes: 0 done (or nothing to do), 1 a step failed, 2 refused or bad usage.
 import { defaultOptions, PartitionRefusal, partitionOrders, sharesServerSessions } from "../src/db/partition-orders";

@@ -58,7 +58,12 @@ export interface PartitionOptions {
   log: (line: string) => void;
 }
 
-export const defaultOptions: Omit<PartitionOptions, "log"> = { lockTimeoutMs: 1000, retries: 20, batchSize: 20_000, monthsAhead: 3 };
+/**
+ * lock_timeout stays below Postgres' deadlock_timeout (1 s by default): should the script and an
+ * order's transaction ever wait for each other, the script gives up first and retries, so the
+ * deadlock detector never has to cancel a customer's order.
+ */
+export const defaultOptions: Omit<PartitionOptions, "log"> = { lockTimeoutMs: 500, retries: 20, batchSize: 20_000, monthsAhead: 3 };
 
 /** A foreign key into orders (id), which must move to order_ids (id). */
 interface Reference {
@@ -417,7 +422,7 @@ function migrationPlan(s: OrdersState, opts: Omit<PartitionOptions, "log">): Ste
     phase: "before the swap (online)",
     lock: `SHARE ROW EXCLUSIVE on ${ORDERS} for a moment (blocks writes, not reads; ${lockNote})`,
     estimate: "under a second",
-    statements: [syncFunction(), syncTrigger(ORDERS)],
+    statements: [`lock table ${pub(ORDERS)} in share row exclusive mode`, syncFunction(), syncTrigger(ORDERS)],
     short: true,
     done: s.syncTrigger ? "the trigger exists" : undefined,
   });
@@ -439,6 +444,9 @@ function migrationPlan(s: OrdersState, opts: Omit<PartitionOptions, "log">): Ste
       lock: `SHARE ROW EXCLUSIVE on ${r.table} and ${ORDER_IDS} for a moment (blocks their writes, not reads; ${lockNote})`,
       estimate: "under a second",
       statements: [
+        // order_ids first, then the child: the order in which an order's transaction takes them
+        // (the trigger writes order_ids before the items go in), so the two cannot deadlock.
+        `lock table ${pub(ORDER_IDS)}, ${pub(r.table)} in share row exclusive mode`,
         `alter table ${pub(r.table)} add constraint ${q(name)} foreign key (${q(r.column)}) references ${pub(ORDER_IDS)} (id) on delete ${r.onDelete} not valid`,
       ],
       short: true,
@@ -460,6 +468,7 @@ function migrationPlan(s: OrdersState, opts: Omit<PartitionOptions, "log">): Ste
     lock: `ACCESS EXCLUSIVE on ${ORDERS} for a moment (catalog only; ${lockNote})`,
     estimate: "under a second",
     statements: [
+      `lock table ${pub(ORDERS)} in access exclusive mode`,
       ...(s.boundCheck && !boundOk ? [`alter table ${pub(ORDERS)} drop constraint ${q(BOUND_CHECK)}`] : []),
       `alter table ${pub(ORDERS)} add constraint ${q(BOUND_CHECK)} check (created_at < ${lit(s.bound)}) not valid`,
     ],
@@ -522,9 +531,13 @@ async function backfill(sql: Sql, opts: PartitionOptions) {
 /** The one short transaction; its statements in order (the ACCESS EXCLUSIVE lasts from LOCK to COMMIT). */
 function swapStatements(s: OrdersState): string[] {
   const out: string[] = [];
+  // Locks in the order an order's transaction takes them (orders, then order_ids through the
+  // trigger, then its items and key), so that a deadlock with the shop is not possible.
   out.push(
-    `lock table ${[ORDERS, ...s.references.map((r) => r.table)].map(pub).join(", ")} in access exclusive mode`,
-    `lock table ${pub(ORDER_IDS)}, ${pub(getTableName(users))} in share row exclusive mode`,
+    `lock table ${pub(ORDERS)} in access exclusive mode`,
+    `lock table ${pub(ORDER_IDS)} in share row exclusive mode`,
+    `lock table ${s.references.map((r) => pub(r.table)).join(", ")} in access exclusive mode`,
+    `lock table ${pub(getTableName(users))} in share row exclusive mode`,
     `alter table ${pub(ORDERS)} rename to ${q(HISTORY)}`,
   );
   for (const r of s.references) out.push(`alter table ${pub(r.table)} drop constraint ${q(r.constraint)}`);
@@ -697,11 +710,12 @@ async function runShort(sql: Sql, opts: PartitionOptions, statements: string[]) 
       await sql.begin(async (tx) => {
         await tx.unsafe(`set local lock_timeout = ${Math.max(1, Math.floor(opts.lockTimeoutMs))}`);
         await tx.unsafe("set local statement_timeout = '60s'");
-        // The first statement takes the locks; the rest go as one simple-protocol round trip, so
-        // the lock is held for the server's work, not for one network round trip per statement.
-        await tx.unsafe(statements[0]);
+        // The LOCK statements come first; the rest go as one simple-protocol round trip, so the
+        // locks are held for the server's work, not for one network round trip per statement.
+        let k = 0;
+        while (k < statements.length && statements[k].startsWith("lock table ")) await tx.unsafe(statements[k++]);
         locked = performance.now();
-        if (statements.length > 1) await tx.unsafe(statements.slice(1).join(";\n")).simple();
+        if (k < statements.length) await tx.unsafe(statements.slice(k).join(";\n")).simple();
       });
       const end = performance.now();
       waited = locked - begun;
