@@ -171,13 +171,14 @@ export async function readState(sql: Sql, opts: Pick<PartitionOptions, "monthsAh
   if (rel.inherited) throw new PartitionRefusal(`public.${ORDERS} has inheritance children: this script does not handle them`);
   const shape = rel.kind === "p" ? "partitioned" : "plain";
 
-  // Partitioned tables count through their leaves; a plain table is its own only leaf.
+  // Partitioned tables count through their leaves (pg_partition_tree lists nothing for a plain table).
   const sizes = await sql.unsafe<{ name: string; rows: number; bytes: number }[]>(
     `select t.name, coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 as rows, coalesce(sum(pg_relation_size(c.oid)), 0)::float8 as bytes
        from unnest($1::text[]) t(name)
-       cross join lateral pg_partition_tree(to_regclass('public.' || quote_ident(t.name))) p
+       cross join lateral (select to_regclass('public.' || quote_ident(t.name)) as r) x
+       cross join lateral (select relid from pg_partition_tree(x.r) where isleaf
+                           union all select x.r where x.r is not null and not exists (select 1 from pg_partition_tree(x.r))) p
        join pg_class c on c.oid = p.relid
-      where p.isleaf
       group by t.name`,
     [[ORDERS, getTableName(orderItems), getTableName(orderIdempotencyKeys), ORDER_IDS]],
   );
