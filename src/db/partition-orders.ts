@@ -296,6 +296,17 @@ export async function readState(sql: Sql, opts: Pick<PartitionOptions, "monthsAh
       if (months.length > 600) break;
     }
   }
+  if (shape === "plain" && bound) {
+    // Orders dated on or after the bound would fail the bound check's validation: say so first.
+    const [late] = await sql.unsafe<{ n: number }[]>(`select count(*)::int as n from ${pub(ORDERS)} where created_at >= $1::timestamp`, [
+      bound,
+    ]);
+    if (late.n > 0) {
+      throw new PartitionRefusal(
+        `${late.n} orders have created_at on or after ${bound} (in the future): the history partition must hold every existing order; correct their created_at first`,
+      );
+    }
+  }
   const source = shape === "plain" ? ORDERS : HISTORY;
   const indexes = await sql.unsafe<{ name: string; def: string }[]>(
     `select c.relname as name, pg_get_indexdef(i.indexrelid) as def

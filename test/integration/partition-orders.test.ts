@@ -104,6 +104,13 @@ describe.if(DIRECT !== undefined)("partition-orders (Postgres)", () => {
       insert into order_items (order_id, product_id, quantity, price)
       select id, ${p1.id}::uuid, 1, 2.50 from o union all select id, ${p2.id}::uuid, 1, 7.00 from o`);
     const keyed = await customer.caller.orders.create({ items: [{ productId: p1.id, quantity: 1 }], idempotencyKey: "before-the-swap" });
+    // A future-dated order would not fit the history partition: refused, with the reason.
+    const [{ id: futureId }] = await queryRows<{ id: string }>(
+      handle.db,
+      sql`insert into orders (user_id, status, total, created_at) values (${customer.user.id}::uuid, 'pending', 1, (now() at time zone 'utc') + interval '1 year') returning id`,
+    );
+    await expect(partitionOrders(directUrl, { ...quiet, dryRun: true })).rejects.toThrow(/in the future/);
+    await handle.db.execute(sql`delete from orders where id = ${futureId}::uuid`);
     const ordersBefore = await count("select count(*)::int as n from orders");
     const months = await count("select count(distinct date_trunc('month', created_at))::int as n from orders");
     expect(months).toBeGreaterThanOrEqual(7);
@@ -134,6 +141,14 @@ describe.if(DIRECT !== undefined)("partition-orders (Postgres)", () => {
     expect(printed.stdout).toContain("in access exclusive mode");
     expect(printed.stdout).toContain("dry run: nothing was changed");
 
+    // A client with server-side prepared statements (DATABASE_PREPARE=true on a direct URL)
+    // keeps working across the swap: Postgres re-resolves `orders` in its prepared statements.
+    const preparing = await createPostgresDatabase({ url: directUrl, poolMax: 1, prepare: true });
+    const preparedDeps = createTestDeps(preparing.db);
+    const { createOrder } = await import("../../src/services/orders");
+    const actor = { id: customer.user.id, role: "customer" as const };
+    await createOrder(preparedDeps.db, actor, { items: [{ productId: p1.id, quantity: 1 }] });
+
     // --- apply, while orders keep coming in
     let writing = true;
     const placedDuring: string[] = [];
@@ -147,6 +162,9 @@ describe.if(DIRECT !== undefined)("partition-orders (Postgres)", () => {
     writing = false;
     await writer;
     expect(placedDuring.length).toBeGreaterThan(0);
+    const preparedAfter = await createOrder(preparedDeps.db, actor, { items: [{ productId: p1.id, quantity: 1 }] });
+    await preparing.close();
+    placedDuring.push(preparedAfter.id);
     const swap = report.steps.find((s) => s.title.startsWith("swap"))!;
     expect(swap.details?.lockHeldMs).toBeGreaterThan(0);
     expect(await count("select count(*)::int as n from pg_class where relname = 'orders' and relkind = 'p'")).toBe(1);
@@ -161,7 +179,8 @@ describe.if(DIRECT !== undefined)("partition-orders (Postgres)", () => {
     expect(partitions.filter((p) => /^orders_\d{4}_\d{2}$/.test(p)).length).toBe(report.state.months.length);
     // Nothing lost, order_ids complete, every constraint validated.
     const ordersAfter = await count("select count(*)::int as n from orders");
-    expect(ordersAfter).toBe(ordersBefore + placedDuring.length);
+    // (+1: the prepared client's order placed before the run.)
+    expect(ordersAfter).toBe(ordersBefore + 1 + placedDuring.length);
     expect(await count(`select count(*)::int as n from ${ORDER_IDS}`)).toBe(ordersAfter);
     expect(
       await count(
