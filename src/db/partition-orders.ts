@@ -548,7 +548,7 @@ function swapStatements(s: OrdersState): string[] {
   out.push(
     `lock table ${pub(ORDERS)} in access exclusive mode`,
     `lock table ${pub(ORDER_IDS)} in share row exclusive mode`,
-    `lock table ${s.references.map((r) => pub(r.table)).join(", ")} in access exclusive mode`,
+    ...(s.references.length ? [`lock table ${s.references.map((r) => pub(r.table)).join(", ")} in access exclusive mode`] : []),
     `lock table ${pub(getTableName(users))} in share row exclusive mode`,
     `alter table ${pub(ORDERS)} rename to ${q(HISTORY)}`,
   );
