@@ -4,14 +4,14 @@
 // SQL (skewed customers, 1–5 items, realistic statuses, 10 % with an idempotency key), samples
 // orders.create / orders.list / orders.byId through the service functions (sequentially, through
 // the pooler as deployed), runs `partition-orders` while a second client keeps placing and
-// listing orders, and samples again. Prints a Markdown report: each step's duration and lock,
+// listing orders, then samples the partitioned database interleaved with an untouched copy. Prints a Markdown report: each step's duration and lock,
 // how long the swap held ACCESS EXCLUSIVE, what the shop saw meanwhile, and before/after timings.
 import postgres from "postgres";
 import { createPostgresDatabase } from "../src/db/client";
 import { runMigrations } from "../src/db/migrate";
 import { defaultOptions, partitionOrders } from "../src/db/partition-orders";
 import { createOrder, getOrder, listOrders } from "../src/services/orders";
-import { diffStatements, enableStatementStats, openBenchDatabase, snapshotStatements } from "./lib/postgres";
+import { enableStatementStats, openBenchDatabase } from "./lib/postgres";
 import { progressBar } from "./lib/proc";
 
 function arg(name: string, fallback: number): number {
@@ -29,7 +29,17 @@ const keep = process.argv.includes("--keep");
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
 const bench = await openBenchDatabase(log);
-const direct = postgres(bench.directUrl, { max: 1, prepare: false, onnotice: () => {} });
+let direct = postgres(bench.directUrl, { max: 1, prepare: false, onnotice: () => {} });
+// A copy of the loaded database that stays in the design's shape: the "before" side, sampled
+// interleaved with the partitioned database in the same minutes, so load swings on a shared
+// machine hit both sides alike.
+const plainName = `${bench.name}_plain`;
+const withDb = (url: string, name: string) => {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+};
+let plainCreated = false;
 const out: string[] = [];
 const say = (line = "") => {
   out.push(line);
@@ -56,6 +66,14 @@ try {
     "select to_char((now() at time zone 'utc') - interval '2 years', 'YYYY-MM-DD HH24:MI:SS') as start",
   );
   const span = 2 * 365 * 86_400 - 3600;
+  // Bulk-load speed: no per-row foreign-key triggers (the data is consistent by construction) and
+  // the secondary indexes built once at the end instead of row by row.
+  const secondary = await direct.unsafe<{ name: string; def: string }[]>(
+    `select c.relname as name, pg_get_indexdef(i.indexrelid) as def from pg_index i join pg_class c on c.oid = i.indexrelid
+      where i.indrelid in ('orders'::regclass, 'order_items'::regclass) and not i.indisprimary and not i.indisunique`,
+  );
+  for (const i of secondary) await direct.unsafe(`drop index ${i.name}`);
+  await direct.unsafe("set session_replication_role = replica");
   const bar = progressBar("orders", ORDERS);
   for (let a = 0; a < ORDERS; a += CHUNK) {
     const b = Math.min(ORDERS, a + CHUNK);
@@ -82,6 +100,9 @@ try {
     bar.update(b);
   }
   bar.finish();
+  await direct.unsafe("set session_replication_role = origin");
+  log("indexes");
+  for (const i of secondary) await direct.unsafe(i.def);
   log("vacuum analyze");
   for (const t of ["users", "products", "orders", "order_items", "order_idempotency_keys"]) await direct.unsafe(`vacuum analyze ${t}`);
   const loadSeconds = (performance.now() - loadStarted) / 1000;
@@ -99,13 +120,32 @@ try {
          from unnest(array['orders', 'order_items', 'order_idempotency_keys', 'order_ids']) t`,
     );
   const sizesBefore = await sizes();
-
-  // --- the sampler: the service's functions on the pooled URL, as deployed behind PgBouncer 1.18
-  const service = await createPostgresDatabase({ url: bench.pooledUrl, poolMax: 4, prepare: bench.pooledUrl === bench.directUrl });
-  const db = service.db;
   const [{ id: samplerId }] = await direct.unsafe<{ id: string }[]>(
     "insert into users (email, password_hash) values ('sampler@example.com', 'not a hash') returning id::text as id",
   );
+  const [{ old }] = await direct.unsafe<{ old: string }[]>("select id::text as old from orders order by created_at limit 1 offset 1000");
+  log(`copying the database to ${plainName}`);
+  const cloneStarted = performance.now();
+  await direct.end({ timeout: 5 });
+  const server = postgres(withDb(bench.directUrl, "postgres"), { max: 1, prepare: false, onnotice: () => {} });
+  await server.unsafe(`create database ${plainName} template ${bench.name}`);
+  plainCreated = true;
+  await server.end({ timeout: 5 });
+  const cloneSeconds = (performance.now() - cloneStarted) / 1000;
+  // Planning time too: unnamed statements (PgBouncer 1.18, DATABASE_PREPARE=false) are planned on
+  // every call, and a partitioned table costs more to plan than it costs to run.
+  const server2 = postgres(withDb(bench.directUrl, "postgres"), { max: 1, prepare: false, onnotice: () => {} });
+  for (const d of [bench.name, plainName]) await server2.unsafe(`alter database ${d} set pg_stat_statements.track_planning = on`);
+  await server2.end({ timeout: 5 });
+  direct = postgres(bench.directUrl, { max: 1, prepare: false, onnotice: () => {} });
+  await direct.unsafe("set statement_timeout = 0");
+  const directPlain = postgres(withDb(bench.directUrl, plainName), { max: 1, prepare: false, onnotice: () => {} });
+
+  // --- the sampler: the service's functions on the pooled URL, as deployed behind PgBouncer 1.18
+  const prepare = bench.pooledUrl === bench.directUrl;
+  const service = await createPostgresDatabase({ url: bench.pooledUrl, poolMax: 4, prepare });
+  const servicePlain = await createPostgresDatabase({ url: withDb(bench.pooledUrl, plainName), poolMax: 4, prepare });
+  const db = service.db;
   const sampler = { id: samplerId, role: "customer" as const };
   const heavy = { id: counts.heavy, role: "customer" as const };
   const admin = { id: samplerId, role: "admin" as const };
@@ -113,36 +153,47 @@ try {
     { productId: md5uuid("bench-product-1"), quantity: 1 },
     { productId: md5uuid("bench-product-2"), quantity: 1 },
   ];
+  // Same data on both sides (a copy), so the same customer, cursor and order id.
   let cursor20: string | null = null;
   for (let p = 0; p < 19; p++) cursor20 = (await listOrders(db, heavy, { limit: 20, cursor: cursor20 })).nextCursor;
-  const [{ old }] = await direct.unsafe<{ old: string }[]>("select id::text as old from orders order by created_at limit 1 offset 1000");
-  const ops: Record<string, () => Promise<unknown>> = {
-    "orders.create (2 lines)": () => createOrder(db, sampler, { items }),
-    "orders.list heavy customer, page 1": () => listOrders(db, heavy, { limit: 20 }),
-    "orders.list heavy customer, page 20": () => listOrders(db, heavy, { limit: 20, cursor: cursor20 }),
-    "orders.list admin, page 1": () => listOrders(db, admin, { limit: 20 }),
-    "orders.list admin status=pending": () => listOrders(db, admin, { limit: 20, status: "pending" }),
-    "orders.byId (a two-year-old order)": () => getOrder(db, admin, old),
-  };
-  async function sample(label: string) {
-    for (const op of Object.values(ops)) await op(); // warm: plans, connections
-    const before = statementsOn ? await snapshotStatements(direct) : undefined;
-    const times: Record<string, number[]> = Object.fromEntries(Object.keys(ops).map((k) => [k, []]));
-    const bar = progressBar(`samples ${label}`, SAMPLES);
+  const opsFor = (on: typeof db): Record<string, () => Promise<unknown>> => ({
+    "orders.create (2 lines)": () => createOrder(on, sampler, { items }),
+    "orders.list heavy customer, page 1": () => listOrders(on, heavy, { limit: 20 }),
+    "orders.list heavy customer, page 20": () => listOrders(on, heavy, { limit: 20, cursor: cursor20 }),
+    "orders.list admin, page 1": () => listOrders(on, admin, { limit: 20 }),
+    "orders.list admin status=pending": () => listOrders(on, admin, { limit: 20, status: "pending" }),
+    "orders.byId (a two-year-old order)": () => getOrder(on, admin, old),
+  });
+  const sides = { plain: opsFor(servicePlain.db), partitioned: opsFor(db) };
+  const names = Object.keys(sides.plain);
+  /** Both sides, interleaved op by op, the side that goes first alternating every round. */
+  async function compare() {
+    for (let w = 0; w < 20; w++) for (const side of Object.values(sides)) for (const op of Object.values(side)) await op();
+    const snaps = statementsOn ? [await snapshotStatements(directPlain), await snapshotStatements(direct)] : undefined;
+    const times = { plain: new Map<string, number[]>(), partitioned: new Map<string, number[]>() };
+    const bar = progressBar("samples", SAMPLES);
     for (let i = 0; i < SAMPLES; i++) {
-      for (const [name, op] of Object.entries(ops)) {
-        const t0 = performance.now();
-        await op();
-        times[name].push(performance.now() - t0);
+      for (const name of names) {
+        for (const side of (i % 2 === 0 ? ["plain", "partitioned"] : ["partitioned", "plain"]) as (keyof typeof sides)[]) {
+          const t0 = performance.now();
+          await sides[side][name]();
+          const list = times[side].get(name) ?? [];
+          list.push(performance.now() - t0);
+          times[side].set(name, list);
+        }
       }
       bar.update(i + 1);
     }
     bar.finish();
-    const inside = before ? diffStatements(before, await snapshotStatements(direct)) : [];
+    const inside = snaps
+      ? {
+          plain: diffStats(snaps[0], await snapshotStatements(directPlain)),
+          partitioned: diffStats(snaps[1], await snapshotStatements(direct)),
+        }
+      : undefined;
     return { times, inside };
   }
 
-  const before = await sample("before");
   const plan = (await partitionOrders(bench.directUrl, { ...defaultOptions, dryRun: true, log })).plan;
 
   // --- the migration, with the shop still placing and listing orders
@@ -181,10 +232,11 @@ try {
   const swapEnd = marks.find((m) => m.at > swapStart && m.line.includes("done in"))?.at ?? 0;
   const near = seen.filter((s) => s.at + s.ms >= swapStart - 50 && s.at <= swapEnd + 50);
 
-  const after = await sample("after");
+  await direct.unsafe("vacuum analyze order_ids");
+  const measured = await compare();
   const sizesAfter = await sizes();
   const [{ db: dbAfter }] = await direct.unsafe<{ db: string }[]>("select pg_size_pretty(pg_database_size(current_database())) as db");
-  await service.close();
+  await Promise.all([service.close(), servicePlain.close(), directPlain.end({ timeout: 5 })]);
 
   // --- the report
   say(`# Partitioning rehearsal: ${ORDERS.toLocaleString("en")} orders over two years`);
@@ -225,33 +277,40 @@ try {
     `What the shop saw meanwhile (one client placing and listing orders, 20 ms apart, through PgBouncer): ${seen.length} requests, **${errors.length} errors**${errors.length ? ` (${[...new Set(errors.map((e) => e.error))].join("; ")})` : ""}; p50 ${fmtMs(pct(lat, 50))}, p99 ${fmtMs(pct(lat, 99))}, max ${fmtMs(Math.max(0, ...lat))}; around the swap: ${near.length} requests, max ${fmtMs(Math.max(0, ...near.map((s) => s.ms)))}.`,
   );
   say();
-  say(`## Service timings before and after (${SAMPLES} sequential samples each, milliseconds)`);
+  say(`## Service timings: the design's shape against the partitioned one (${SAMPLES} samples each, interleaved; milliseconds)`);
   say();
-  say("| operation | before p50 | after p50 | before p95 | after p95 | after/before (p50) |");
+  say(
+    `"plain" is a copy of the loaded database made before the run (\`CREATE DATABASE … TEMPLATE\`, ${cloneSeconds.toFixed(0)} s), left in the design's shape; both are sampled in the same minutes through PgBouncer, op by op, alternating which goes first. The creates add orders on both sides alike.`,
+  );
+  say();
+  say("| operation | plain p50 | partitioned p50 | plain p95 | partitioned p95 | partitioned/plain (p50) |");
   say("|---|---:|---:|---:|---:|---:|");
-  for (const name of Object.keys(ops)) {
-    const b = before.times[name];
-    const a = after.times[name];
+  for (const name of names) {
+    const b = measured.times.plain.get(name)!;
+    const a = measured.times.partitioned.get(name)!;
     say(
       `| ${name} | ${fmt(pct(b, 50))} | ${fmt(pct(a, 50))} | ${fmt(pct(b, 95))} | ${fmt(pct(a, 95))} | ${(pct(a, 50) / pct(b, 50)).toFixed(2)} |`,
     );
   }
-  if (statementsOn) {
+  if (measured.inside) {
     say();
-    say("Inside Postgres (pg_stat_statements mean execution time per call, ms), the statements of the samples:");
+    say("Inside Postgres (pg_stat_statements, mean per call, ms: planning + execution; an INSERT's execution includes its triggers):");
     say();
-    say("| statement | before | after |");
-    say("|---|---:|---:|");
+    say("| statement | plain plan + exec | partitioned plan + exec | ratio (total) |");
+    say("|---|---:|---:|---:|");
     const key = (q: string) => q.replace(/\$\d+/g, "$");
     // The statement's head and, for the list's variants, its WHERE clause.
     const label = (q: string) => {
       const where = /from "orders" (where .*?) order by/.exec(q)?.[1];
       return `${q.slice(0, 60)}…${where ? ` ${where.slice(0, 80)}` : ""}`.replace(/\|/g, "\\|");
     };
-    const afterBy = new Map(after.inside.map((d) => [key(d.query), d]));
-    for (const d of before.inside.filter((x) => x.calls >= SAMPLES / 2 && !/^(begin|commit)/i.test(x.query))) {
-      const a = afterBy.get(key(d.query));
-      say(`| \`${label(key(d.query))}\` | ${d.meanMs.toFixed(3)} | ${a ? a.meanMs.toFixed(3) : "–"} |`);
+    const partitionedBy = new Map(measured.inside.partitioned.map((d) => [key(d.query), d]));
+    for (const d of measured.inside.plain.filter((x) => x.calls >= SAMPLES / 2 && !/^(begin|commit|set )/i.test(x.query))) {
+      const a = partitionedBy.get(key(d.query));
+      const cell = (x: StatDelta) => `${x.planMs.toFixed(3)} + ${x.execMs.toFixed(3)}`;
+      say(
+        `| \`${label(key(d.query))}\` | ${cell(d)} | ${a ? cell(a) : "–"} | ${a ? ((a.planMs + a.execMs) / (d.planMs + d.execMs)).toFixed(2) : "–"} |`,
+      );
     }
   }
   say();
@@ -263,10 +322,48 @@ try {
   console.log(out.join("\n"));
 } finally {
   await direct.end({ timeout: 5 });
-  if (keep) log(`kept database ${bench.name} at ${bench.directUrl}`);
-  else await bench.teardown();
+  if (keep) log(`kept databases ${bench.name} and ${plainName} at ${bench.directUrl}`);
+  else {
+    if (plainCreated) {
+      const server = postgres(withDb(bench.directUrl, "postgres"), { max: 1, prepare: false, onnotice: () => {} });
+      await server.unsafe(`drop database if exists ${plainName} with (force)`).catch(() => {});
+      await server.end({ timeout: 5 });
+    }
+    await bench.teardown();
+  }
 }
 
+type Snapshot = Map<string, { calls: number; plan: number; exec: number; query: string }>;
+interface StatDelta {
+  query: string;
+  calls: number;
+  planMs: number;
+  execMs: number;
+}
+async function snapshotStatements(on: postgres.Sql): Promise<Snapshot> {
+  const rows = await on.unsafe<{ id: string; calls: string; plan: string; exec: string; query: string }[]>(
+    `select queryid::text as id, sum(calls)::text as calls, sum(total_plan_time)::text as plan, sum(total_exec_time)::text as exec, min(query) as query
+       from pg_stat_statements s join pg_database d on d.oid = s.dbid
+      where d.datname = current_database() and query not like '%pg_stat_statements%' group by queryid`,
+  );
+  return new Map(rows.map((r) => [r.id, { calls: Number(r.calls), plan: Number(r.plan), exec: Number(r.exec), query: r.query }]));
+}
+function diffStats(before: Snapshot, after: Snapshot): StatDelta[] {
+  const out: StatDelta[] = [];
+  for (const [id, a] of after) {
+    const b = before.get(id);
+    const calls = a.calls - (b?.calls ?? 0);
+    if (calls > 0) {
+      out.push({
+        query: a.query.replace(/\s+/g, " ").trim(),
+        calls,
+        planMs: (a.plan - (b?.plan ?? 0)) / calls,
+        execMs: (a.exec - (b?.exec ?? 0)) / calls,
+      });
+    }
+  }
+  return out.sort((x, y) => y.calls - x.calls);
+}
 function fmt(ms: number): string {
   return ms.toFixed(2);
 }
