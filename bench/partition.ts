@@ -93,10 +93,10 @@ try {
         returning id, user_id, created_at),
       i as (
         insert into order_items (order_id, product_id, quantity, price)
-        select o.id, md5('bench-product-' || ((abs(hashtext(o.id::text)) + k * 37) % ${PRODUCTS} + 1))::uuid, 1 + k % 3, 9.99
-          from o cross join lateral generate_series(1, 1 + abs(hashtext(o.id::text || 'n')) % 5) k)
+        select o.id, md5('bench-product-' || ((abs(hashtext(o.id::text)::bigint) + k * 37) % ${PRODUCTS} + 1))::uuid, 1 + k % 3, 9.99
+          from o cross join lateral generate_series(1, 1 + abs(hashtext(o.id::text || 'n')::bigint) % 5) k)
       insert into order_idempotency_keys (user_id, key, request_hash, order_id, created_at)
-      select user_id, 'bulk-' || id, repeat('0', 64), id, created_at from o where abs(hashtext(id::text)) % 10 = 0`);
+      select user_id, 'bulk-' || id, repeat('0', 64), id, created_at from o where abs(hashtext(id::text)::bigint) % 10 = 0`);
     bar.update(b);
   }
   bar.finish();
