@@ -183,6 +183,9 @@ async function main() {
       await Bun.sleep(5_000);
       const idleFrom = performance.now();
       await Bun.sleep(IDLE_S * 1000);
+      const [{ vac: vacBefore }] = await sql.unsafe<{ vac: number }[]>(
+        "select autovacuum_count::int as vac from pg_stat_user_tables where relname = 'sessions'",
+      );
       const pruneFrom = performance.now();
       const cmd =
         variant.split(":")[0] === "job"
@@ -231,7 +234,7 @@ async function main() {
         `| ${variant} | ${((pruneTo - pruneFrom) / 1000).toFixed(1)} | ${report.sessionBatches ?? report.batches} | ` +
         `${idle.p50.toFixed(2)} / ${idle.p99.toFixed(2)} | ${during.p50.toFixed(2)} / ${during.p99.toFixed(2)} / ${during.max.toFixed(0)} | ` +
         `${after.p50.toFixed(2)} / ${after.p99.toFixed(2)} / ${after.max.toFixed(0)} | ${(during.p99 / idle.p99).toFixed(2)} | ` +
-        `${(after.p99 / idle.p99).toFixed(2)} | ${worst.toFixed(2)} | ${vacuumSeen.length ? `${vacuumSeen[0]}–${vacuumSeen.at(-1)} (${tbl.vac} runs, ${tbl.dead} dead left)` : `none seen (${tbl.dead} dead left)`} |`;
+        `${(after.p99 / idle.p99).toFixed(2)} | ${worst.toFixed(2)} | ${vacuumSeen.length ? `${vacuumSeen[0]}–${vacuumSeen.at(-1)} (${tbl.vac - vacBefore} runs, ${tbl.dead} dead left)` : `none seen (${tbl.dead} dead left)`} |`;
       log(
         `  ${line}  [${deleted} deleted; ${idle.n}/${during.n}/${after.n} requests, ${idle.errors + during.errors + after.errors} errors]`,
       );
