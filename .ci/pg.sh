@@ -100,3 +100,57 @@ pg_down() {
     fi
   fi
 }
+
+# A streaming replica of a pg_up cluster, on loopback, for the read-replica test:
+#   pg_replica_up DIR PRIMARY_PORT REPLICA_PORT; pg_replica_stop DIR; pg_replica_start DIR; pg_replica_down DIR
+# pg_basebackup -R copies the primary and writes standby.signal and primary_conninfo, so the copy
+# starts as a hot standby streaming from it. The primary needs nothing added: wal_level=replica
+# and max_wal_senders=10 are Postgres 15's defaults, and initdb -A trust writes pg_hba's
+# `host replication all 127.0.0.1/32 trust`. DIR is the replica's own folder (not the primary's).
+pg_replica_up() {
+  local dir=$1 pport=$2 rport=$3
+  mkdir -p "$dir"
+  chmod o+x "$(dirname "$dir")"
+  local owner=""
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; owner=postgres; fi
+  run_as() { if [ -n "$owner" ]; then su -s /bin/bash "$owner" -c "$*"; else bash -c "$*"; fi; }
+  run_as "$PG_BIN/pg_basebackup -h 127.0.0.1 -p $pport -U postgres -D '$dir/pgdata' -R -X stream -c fast"
+  # Later lines win: the copied postgresql.conf still names the primary's port and socket folder.
+  cat >>"$dir/pgdata/postgresql.conf" <<CONF
+port = $rport
+unix_socket_directories = '$dir'
+shared_buffers = 64MB
+hot_standby = on
+CONF
+  pg_replica_start "$dir"
+  for _ in $(seq 1 50); do
+    if [ "$(psql -h 127.0.0.1 -p "$rport" -U postgres -d postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null)" = t ]; then return 0; fi
+    sleep 0.2
+  done
+  echo "the replica did not come up as a standby" >&2
+  cat "$dir/postgres.log" >&2 || true
+  return 1
+}
+
+# pg_ctl stop -m fast: open sessions are told 57P01 and closed, as when a replica host goes down.
+pg_replica_stop() {
+  local dir=$1
+  [ -f "$dir/pgdata/postmaster.pid" ] || return 0
+  local as=(bash -c)
+  if [ "$(id -u)" = 0 ]; then as=(su -s /bin/bash postgres -c); fi
+  "${as[@]}" "$PG_BIN/pg_ctl -D '$dir/pgdata' -m fast -w stop" >/dev/null
+}
+
+pg_replica_start() {
+  local dir=$1
+  local as=(bash -c)
+  # pg_ctl refuses to run as root.
+  if [ "$(id -u)" = 0 ]; then as=(su -s /bin/bash postgres -c); fi
+  # Already running: nothing to do (the test's cleanup starts it whatever state a test left).
+  if "${as[@]}" "$PG_BIN/pg_ctl -D '$dir/pgdata' status" >/dev/null 2>&1; then return 0; fi
+  "${as[@]}" "$PG_BIN/pg_ctl -D '$dir/pgdata' -l '$dir/postgres.log' -w start" >/dev/null
+}
+
+pg_replica_down() {
+  pg_replica_stop "$1" 2>/dev/null || true
+}

@@ -7,29 +7,21 @@
 /** protectedProcedure → authenticate(): the session row, its user, its token hash, the disabled flag. */
 export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
-/** auth.login, step 1 (src/services/login-throttle.ts reserveLoginAttempt). */
-export const THROTTLE_RESERVE = `insert into "login_throttle" ("key", "failures", "window_started_at", "expires_at")
-        values ($1, 1, $2, $3), ($4, 1, $5, $6)
-        on conflict ("key") do update set
-          "failures" = case when "login_throttle"."window_started_at" <= $7::timestamp then 1 else "login_throttle"."failures" + 1 end,
-          "window_started_at" = case when "login_throttle"."window_started_at" <= $8::timestamp then excluded."window_started_at" else "login_throttle"."window_started_at" end,
-          "expires_at" = case when "login_throttle"."window_started_at" <= $9::timestamp then excluded."expires_at" else "login_throttle"."expires_at" end
-        returning "login_throttle"."key" as key, "login_throttle"."failures" as failures, "login_throttle"."window_started_at"::text as window_started_at`;
+/**
+ * auth.login, first statement (src/services/auth.ts reserveAndReadAccount): count the attempt for
+ * the email and the address (the throttle) and read the account with its flags, in one.
+ */
+export const LOGIN_COUNT_AND_ACCOUNT = `with counted as (insert into "login_throttle" ("key", "failures", "window_started_at", "expires_at") values ($1, $2, $3, $4), ($5, $6, $7, $8) on conflict ("key") do update set "failures" = case when "login_throttle"."window_started_at" <= $9::timestamp then 1 else "login_throttle"."failures" + 1 end, "window_started_at" = case when "login_throttle"."window_started_at" <= $10::timestamp then excluded."window_started_at" else "login_throttle"."window_started_at" end, "expires_at" = case when "login_throttle"."window_started_at" <= $11::timestamp then excluded."expires_at" else "login_throttle"."expires_at" end returning "key", "failures", "window_started_at"::text as "window_started_at"), account as (select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $12 limit $13)
+        select counted.*, account.* from counted left join account on counted.key = $14`;
 
-/** auth.login, step 2: the user with its account flags (account_status). */
-export const USER_BY_EMAIL = `select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $1 limit $2`;
+/** auth.login after a right password, one statement: forgive the attempt, the audit event, the session. */
+export const LOGIN_SESSION = `with cleared as (update "login_throttle" set "failures" = $1 where "login_throttle"."key" = $2 returning "key"), eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where ("login_throttle"."key" = $3 and (select count(*) from cleared) >= 0)), audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $4, $5, $6, $7, $8, $9, $10, $11)) insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($12, $13, $14, $15, $16)`;
 
-/** auth.login after a success (forgiveAttempt). */
-export const THROTTLE_FORGIVE = `with cleared as (delete from "login_throttle" where "login_throttle"."key" = $1),
-    eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where "login_throttle"."key" = $2) select 1`;
+/** auth.login after a wrong password or an unknown email: the failure's audit event. */
+export const AUDIT_INSERT = `insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $1, $2, $3, $4, $5, $6, $7, $8)`;
 
 /** auth.login when the stored hash is older than today's parameters (never in the benchmark). */
 export const USER_REHASH = `update "users" set "password_hash" = $1, "updated_at" = (now() at time zone 'utc') where "users"."id" = $2 returning "id", "email", "password_hash", "role", "created_at", "updated_at"`;
-
-/** auth.login, last step, in one transaction: the audit event, then issueSession (session and its chain). */
-export const AUDIT_INSERT = `insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $1, $2, $3, $4, $5, $6, $7, $8)`;
-export const SESSION_INSERT = `insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($1, $2, $3, $4, $5)`;
-export const SESSION_CHAIN_INSERT = `insert into "session_chains" ("session_id", "started_at") values ($1, $2)`;
 
 /** products.byId. */
 export const PRODUCT_BY_ID = `select "id", "name", "description", "price", "stock", "created_at", "updated_at" from "products" where "products"."id" = $1 limit $2`;
@@ -88,12 +80,12 @@ export const MAX_TOTAL = "99999999.99";
 /** One line's stock decrement; matches only while the stock covers it. [$1 quantity, $2 product id, $3 quantity] */
 export const ORDER_TAKE_STOCK = `update "products" set "stock" = "products"."stock" - $1, "updated_at" = (now() at time zone 'utc') where ("products"."id" = $2 and "products"."stock" >= $3) returning "price"`;
 
-/** [$1 order id, $2 user id, $3 'pending', $4 total] */
+/** [$1 order id (v7, src/lib/uuidv7.ts), $2 user id, $3 'pending', $4 total] */
 export const ORDER_INSERT = `insert into "orders" ("id", "user_id", "status", "total", "created_at", "updated_at") values ($1, $2, $3, $4, default, default) returning "id", "user_id", "status", "total", "created_at", "updated_at"`;
 
-/** One multi-row INSERT for `n` items: [order id, product id, quantity, price] per item. */
+/** One multi-row INSERT for `n` items: [item id (v7), order id, product id, quantity, price] per item. */
 export function orderItemsInsert(n: number): string {
-  const rows = Array.from({ length: n }, (_, i) => `(default, $${4 * i + 1}, $${4 * i + 2}, $${4 * i + 3}, $${4 * i + 4})`);
+  const rows = Array.from({ length: n }, (_, i) => `($${5 * i + 1}, $${5 * i + 2}, $${5 * i + 3}, $${5 * i + 4}, $${5 * i + 5})`);
   return `insert into "order_items" ("id", "order_id", "product_id", "quantity", "price") values ${rows.join(", ")} returning "id", "order_id", "product_id", "quantity", "price"`;
 }
 

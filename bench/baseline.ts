@@ -17,8 +17,11 @@ import { needsRehash, PASSWORD_PARAMS } from "../src/lib/password-policy";
 // Formatting is the application's, not the framework's: both sides format timestamps alike.
 import { toIso } from "../src/lib/time";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
+import { uuidv7 } from "../src/lib/uuidv7";
 import {
   AUDIT_INSERT,
+  LOGIN_COUNT_AND_ACCOUNT,
+  LOGIN_SESSION,
   listProductsStatement,
   MAX_TOTAL,
   ORDER_INSERT,
@@ -33,12 +36,7 @@ import {
   PRODUCT_BY_ID,
   type ProductSort,
   plainItemsInsert,
-  SESSION_CHAIN_INSERT,
-  SESSION_INSERT,
   SESSION_LOOKUP,
-  THROTTLE_FORGIVE,
-  THROTTLE_RESERVE,
-  USER_BY_EMAIL,
   USER_REHASH,
 } from "./baseline-sql";
 
@@ -239,26 +237,20 @@ async function login(input: unknown, clientAddress: string, requestId: string) {
   return sameLogin(email, password, now, clientAddress, requestId);
 }
 
-// The service's login statements (src/services/auth.ts): throttle reserve, the account with its
-// flags, forgive, and the session with its audit event and chain in one transaction.
+// The service's login statements (src/services/auth.ts): count the attempt and read the account
+// in one statement; after the hash, forgive the attempt, write the audit event and the session in
+// one statement (a failure writes its audit event instead).
 async function sameLogin(email: string, password: string, now: Date, clientAddress: string, requestId: string) {
   const nowText = toDbTime(now);
   const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_MS));
   const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_MS));
   const emailKey = `email:${email}`;
   const addressKey = `ip:${clientAddress}`;
-  const counters = await sql.unsafe<{ key: string; failures: number; window_started_at: string }[]>(THROTTLE_RESERVE, [
-    emailKey,
-    nowText,
-    expires,
-    addressKey,
-    nowText,
-    expires,
-    floor,
-    floor,
-    floor,
-  ]);
-  for (const c of counters) {
+  const rows = await sql.unsafe<({ key: string; failures: number; window_started_at: string } & Partial<UserRow>)[]>(
+    LOGIN_COUNT_AND_ACCOUNT,
+    [emailKey, 1, nowText, expires, addressKey, 1, nowText, expires, floor, floor, floor, email, 1, emailKey],
+  );
+  for (const c of rows) {
     if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
       const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
       const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
@@ -270,16 +262,29 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       );
     }
   }
-  let [user] = await sql.unsafe<UserRow[]>(USER_BY_EMAIL, [email, 1]);
+  const found = rows.find((r) => r.key === emailKey);
+  let user = found?.id ? (found as UserRow) : undefined;
   if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
-  if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  await sql.unsafe(THROTTLE_FORGIVE, [emailKey, addressKey]);
+  if (!user || !good || user.disabled) {
+    const reason = !user ? "unknown_email" : !good ? "wrong_password" : "disabled";
+    await sql.unsafe(AUDIT_INSERT, [
+      nowText,
+      "auth.login_failed",
+      null,
+      user ? "user" : null,
+      user?.id ?? null,
+      clientAddress,
+      requestId,
+      JSON.stringify({ reason }),
+    ]);
+    throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
+  }
   if (needsRehash(user.password_hash)) {
     const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
-    user = updated ?? user;
+    user = updated ? { ...user, ...updated } : user;
   }
-  const sessionId = crypto.randomUUID();
+  const sessionId = uuidv7();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -292,11 +297,24 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
     .sign(secret);
   const tokenHash = await hashToken(accessToken);
   const userId = user.id;
-  await sql.begin(async (tx) => {
-    await tx.unsafe(AUDIT_INSERT, [nowText, "auth.login", null, "user", userId, clientAddress, requestId, "{}"]);
-    await tx.unsafe(SESSION_INSERT, [sessionId, userId, tokenHash, toDbTime(expiresAt), nowText]);
-    await tx.unsafe(SESSION_CHAIN_INSERT, [sessionId, nowText]);
-  });
+  await sql.unsafe(LOGIN_SESSION, [
+    0,
+    emailKey,
+    addressKey,
+    nowText,
+    "auth.login",
+    null,
+    "user",
+    userId,
+    clientAddress,
+    requestId,
+    "{}",
+    sessionId,
+    userId,
+    tokenHash,
+    toDbTime(expiresAt),
+    nowText,
+  ]);
   return {
     user: {
       id: user.id,
@@ -318,7 +336,7 @@ async function plainLogin(email: string, password: string, now: Date) {
   if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
   if (!user || !good || user.disabled) throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  const sessionId = crypto.randomUUID();
+  const sessionId = uuidv7();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
   const accessToken = await new SignJWT({ sid: sessionId })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
@@ -485,7 +503,7 @@ const byProduct = (a: { productId: string }, b: { productId: string }) =>
 
 /** The plainest correct order: guarded decrements in id order, the order, its items; all pipelined. */
 async function plainOrder(lines: Line[], caller: Caller) {
-  const orderId = crypto.randomUUID();
+  const orderId = uuidv7();
   try {
     return await sql.begin(async (tx) => {
       const taken = await Promise.all(
@@ -549,12 +567,12 @@ async function sameOrder(lines: Line[], caller: Caller) {
       const p = prices;
       const cents = p.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
       if (cents > MAX_CENTS) throw tooLarge();
-      const orderId = crypto.randomUUID();
+      const orderId = uuidv7();
       const [[o], items] = await Promise.all([
         tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
         tx.unsafe<ItemRowText[]>(
           orderItemsInsert(lines.length),
-          lines.flatMap((l, n) => [orderId, l.productId, l.quantity, p[n]]),
+          lines.flatMap((l, n) => [uuidv7(), orderId, l.productId, l.quantity, p[n]]),
           PREPARE_OPTS,
         ),
         ...taken,

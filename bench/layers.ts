@@ -53,6 +53,7 @@ function appWith(rows: number) {
   });
   const app = createApp({
     db,
+    readDb: db,
     env,
     logger: createLogger("warn"),
     tokens: createTokenConfig(env.JWT_SECRET!, 3600),

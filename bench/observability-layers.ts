@@ -42,7 +42,15 @@ function appFor(name: Name) {
   const observability = name === "off" ? undefined : createObservability(env, { logger, poolMax: 10, processMetrics: false });
   const client = observability?.statements ? observePostgresClient(fakeClient() as never, observability.statements) : fakeClient();
   const db = drizzle(client as never, { schema }) as unknown as Database;
-  return createApp({ db, env, logger, tokens: createTokenConfig(env.JWT_SECRET!, 3600), clock: () => new Date(), observability });
+  return createApp({
+    db,
+    readDb: db,
+    env,
+    logger,
+    tokens: createTokenConfig(env.JWT_SECRET!, 3600),
+    clock: () => new Date(),
+    observability,
+  });
 }
 
 const url = `http://bench/trpc/products.byId?input=${encodeURIComponent(JSON.stringify({ id }))}`;

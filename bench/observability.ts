@@ -6,6 +6,7 @@
 //   off     METRICS=false, LOG_SLOW_QUERY_MS=0: no observer anywhere (the clients are used bare);
 //   metrics the defaults: Prometheus metrics on, slow-statement log at 500 ms, tracing off;
 //   traced  metrics plus OpenTelemetry, exporting over OTLP/HTTP to a receiver on loopback;
+//   traced-5% (only with --sides=…): traced with OTEL_TRACES_SAMPLER=parentbased_traceidratio at 0.05;
 //   metrics-no-slow-log (only with --sides=…): metrics with LOG_SLOW_QUERY_MS=0, which isolates
 //           the cost of the per-call AsyncLocalStorage scope the slow-statement line needs.
 // See bench/README.md ("Observability overhead").
@@ -27,7 +28,7 @@ const SCENARIOS = {
   create: { script: "create.lua", connections: 32 },
 } as const;
 type ScenarioName = keyof typeof SCENARIOS;
-const ALL_SIDES = ["off", "metrics", "traced", "metrics-no-slow-log"] as const;
+const ALL_SIDES = ["off", "metrics", "traced", "traced-5%", "metrics-no-slow-log"] as const;
 type Side = (typeof ALL_SIDES)[number];
 
 function parseOptions(argv: string[]) {
@@ -144,6 +145,11 @@ async function main() {
       off: { METRICS: "false", LOG_SLOW_QUERY_MS: "0" },
       metrics: {},
       traced: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url },
+      "traced-5%": {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.05",
+      },
       "metrics-no-slow-log": { LOG_SLOW_QUERY_MS: "0" },
     };
     const servers = {} as Record<Side, Server>;

@@ -248,7 +248,7 @@ const HTTP = {
   list: { script: "list.lua", connections: 64, pgbench: "list" as PgbenchScript, targetRatio: 0.8 },
   byId: { script: "by-id.lua", connections: 64, pgbench: "byId" as PgbenchScript, targetRatio: 0.8 },
   create: { script: "create.lua", connections: 32, pgbench: "order" as PgbenchScript, targetRatio: 0.8 },
-  login: { script: "login.lua", connections: 16, pgbench: undefined, targetRatio: 0.9 },
+  login: { script: "login.lua", connections: 16, pgbench: "login" as PgbenchScript, targetRatio: 0.9 },
 } as const;
 type HttpName = keyof typeof HTTP;
 
@@ -444,6 +444,17 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
       result.extraPgbench = extra;
       for (const x of extra) log(`${name}: pgbench ${x.kind} (${x.mode}) ${x.tps.toFixed(0)} tps`);
     }
+    if (name === "login") {
+      // The service's two login statements in the other mode, and the plain lookup and insert in both.
+      const other = own === "extended" ? "prepared" : "extended";
+      const extra = [
+        { ...(await run("login", other)), kind: "login" as PgbenchScript, clients: opts.poolMax },
+        { ...(await run("login-plain", "extended")), kind: "login-plain" as PgbenchScript, clients: opts.poolMax },
+        { ...(await run("login-plain", "prepared")), kind: "login-plain" as PgbenchScript, clients: opts.poolMax },
+      ];
+      result.extraPgbench = extra;
+      for (const x of extra) log(`${name}: pgbench ${x.kind} (${x.mode}) ${x.tps.toFixed(0)} tps`);
+    }
   }
   if (name === "login" && hashCeiling) {
     const value = sSum.rps / hashCeiling.ceilingPerSecond;
@@ -522,7 +533,7 @@ async function pgbenchData(ctx: Ctx): Promise<PgbenchData> {
     [`{${ctx.productIds.join(",")}}`],
   );
   return {
-    sessions: ctx.customers.map((c) => ({ sessionId: c.sessionId, userId: c.userId })),
+    sessions: ctx.customers.map((c) => ({ sessionId: c.sessionId, userId: c.userId, email: c.email })),
     products: rows,
     now: new Date().toISOString().replace("T", " ").replace("Z", ""),
   };

@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import { corsFor, securityHeaders } from "./browser";
 import type { AppDeps } from "./deps";
 import { describeError } from "./lib/logger";
-import { metricsRoute, observeRequests } from "./observability/http";
+import { countRequest, metricsRoute, traceRequests } from "./observability/http";
 import { mountReference, type ReferenceScript } from "./reference";
 import { appRouter } from "./routers";
 import { TRPC_ENDPOINT, trpcHandlerOptions } from "./trpc/handler";
@@ -36,17 +36,23 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
     onError: (c) => c.json({ error: { message: `The request body is larger than ${MAX_BODY_BYTES} bytes` } }, 413),
   });
 
+  const metrics = deps.observability?.metrics;
   app.use("*", async (c, next) => {
     const incoming = c.req.header("x-request-id");
     const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : crypto.randomUUID();
     c.set("requestId", requestId);
     const started = performance.now();
     const method = c.req.method;
-    if (method === "GET" || method === "HEAD") await next();
-    else {
-      const refused = await limitBody(c, next);
-      // bodyLimit answers 413 by returning a Response instead of calling next.
-      if (refused instanceof Response) c.res = refused;
+    const counted = metrics ? countRequest(metrics, c.req.path) : undefined;
+    try {
+      if (method === "GET" || method === "HEAD") await next();
+      else {
+        const refused = await limitBody(c, next);
+        // bodyLimit answers 413 by returning a Response instead of calling next.
+        if (refused instanceof Response) c.res = refused;
+      }
+    } finally {
+      counted?.(c.res.status);
     }
     c.res.headers.set("x-request-id", requestId);
     deps.logger.info("request", {
@@ -61,7 +67,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
 
   // Metrics and traces (src/observability); GET /metrics where the host serves them.
   if (deps.observability) {
-    app.use("*", observeRequests(deps.observability));
+    const tracer = deps.observability.tracing?.tracer;
+    if (tracer) app.use("*", traceRequests(tracer));
     app.get("/metrics", metricsRoute(deps.observability));
   }
   // Browsers: security headers on every answer; CORS only for the origins in CORS_ORIGINS.

@@ -26,6 +26,8 @@ export async function openDatabase(env: Env, opts: LockOptions & { statements?: 
       poolMax: env.DATABASE_POOL_MAX,
       prepare: env.DATABASE_PREPARE,
       statements: opts.statements,
+      readUrl: env.DATABASE_READ_URL,
+      readMaxLagSeconds: env.DATABASE_READ_MAX_LAG_SECONDS,
     });
   }
   const lock = await acquireDataDirLock(env.DATA_DIR, { command: opts.command, tempSocketName: opts.tempSocketName });

@@ -8,7 +8,13 @@ import type { Observability } from "./observability";
 
 /** One per process (Bun host, CLI) or per invocation (Worker). */
 export interface AppDeps {
+  /** The primary: every write, and every read that decides one. */
   db: Database;
+  /**
+   * The public catalog reads (products.list, products.byId, inventory.get): DATABASE_READ_URL's
+   * replica with the primary as its fallback, or `db` itself when no replica is configured.
+   */
+  readDb: Database;
   env: Env;
   logger: Logger;
   tokens: TokenConfig;
@@ -42,11 +48,15 @@ export interface DepsOverrides {
 export function createDeps(env: Env, handle: DatabaseHandle, overrides: DepsOverrides = {}): JobDeps {
   const secret = overrides.jwtSecret ?? env.JWT_SECRET;
   if (!secret) throw new Error("createDeps: JWT_SECRET is required (the embedded default resolves one first)");
+  const logger = overrides.logger ?? createLogger(env.LOG_LEVEL);
+  // The replica's health outlives a Worker invocation; its warnings go to the newest logger.
+  if (handle.replica) handle.replica.health.logger = logger;
   return {
     db: handle.db,
+    readDb: handle.replica?.db ?? handle.db,
     env,
     handle,
-    logger: overrides.logger ?? createLogger(env.LOG_LEVEL),
+    logger,
     tokens: createTokenConfig(secret, env.SESSION_TTL_SECONDS),
     clock: overrides.clock ?? (() => new Date()),
     ...(overrides.observability ? { observability: overrides.observability } : {}),

@@ -2,6 +2,16 @@ import * as v from "valibot";
 import { isCommonPassword } from "./lib/common-passwords";
 import { password } from "./lib/validation";
 
+/** OTEL_TRACES_SAMPLER values of the OpenTelemetry specification that this service supports. */
+export const TRACES_SAMPLERS = [
+  "always_on",
+  "always_off",
+  "traceidratio",
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+] as const;
+
 /** Thrown when a variable is missing or malformed; the message names it and says what is wrong. */
 export class EnvError extends Error {
   override name = "EnvError";
@@ -86,6 +96,17 @@ const EnvSchema = v.pipe(
     DATABASE_URL: v.optional(postgresUrl),
     // The same database without the pooler: migrations, backups and restores prefer it.
     DATABASE_DIRECT_URL: v.optional(postgresUrlNamed("DATABASE_DIRECT_URL")),
+    // A streaming replica for the public catalog reads (docs/operations.md, "Read replica").
+    DATABASE_READ_URL: v.optional(postgresUrlNamed("DATABASE_READ_URL")),
+    DATABASE_READ_MAX_LAG_SECONDS: v.optional(
+      v.pipe(
+        v.string(),
+        v.regex(/^\d+$/, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+        v.transform(Number),
+        v.minValue(1, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+        v.maxValue(3600, "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600"),
+      ),
+    ),
     DATABASE_PREPARE: flag("DATABASE_PREPARE", true),
     DATABASE_POOL_MAX: integer("DATABASE_POOL_MAX", 1, 1000, 10),
     DATABASE_QUERY_TIMEOUT_MS: integer("DATABASE_QUERY_TIMEOUT_MS", 1, 3_600_000, 30_000),
@@ -117,6 +138,21 @@ const EnvSchema = v.pipe(
     OTEL_SERVICE_NAME: v.optional(
       v.pipe(v.string(), v.maxLength(128, "OTEL_SERVICE_NAME must be at most 128 characters")),
       "commerce-backend",
+    ),
+    // The OpenTelemetry specification's names and values; the SDK in use does not read them itself.
+    OTEL_TRACES_SAMPLER: v.optional(
+      v.picklist(TRACES_SAMPLERS, `OTEL_TRACES_SAMPLER must be one of ${TRACES_SAMPLERS.join(", ")}`),
+      "parentbased_always_on",
+    ),
+    OTEL_TRACES_SAMPLER_ARG: v.optional(
+      v.pipe(
+        v.string(),
+        v.transform(Number),
+        v.number("OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+        v.minValue(0, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+        v.maxValue(1, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1 (the share of traces kept)"),
+      ),
+      "1",
     ),
     // --- Accounts: mail, session chains, registration throttle, audit retention ---
     APP_URL: v.optional(
@@ -152,6 +188,14 @@ const EnvSchema = v.pipe(
     "ADMIN_PASSWORD is one of the most common passwords: choose another",
   ),
   v.check((e) => (e.ADMIN_EMAIL === undefined) === (e.ADMIN_PASSWORD === undefined), "ADMIN_EMAIL and ADMIN_PASSWORD must be set together"),
+  v.check(
+    (e) => e.DATABASE_READ_URL === undefined || e.DATABASE_URL !== undefined,
+    "DATABASE_READ_URL needs DATABASE_URL: a replica serves reads for a Postgres primary, not for the embedded database",
+  ),
+  v.check(
+    (e) => e.DATABASE_READ_MAX_LAG_SECONDS === undefined || e.DATABASE_READ_URL !== undefined,
+    "DATABASE_READ_MAX_LAG_SECONDS applies only to a replica: set DATABASE_READ_URL too, or unset it",
+  ),
   v.transform((e) => ({
     ...e,
     BACKUP_DIR: e.BACKUP_DIR ?? `${e.DATA_DIR.replace(/\/+$/, "")}/backups`,

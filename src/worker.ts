@@ -26,6 +26,8 @@ interface ExportedHandler<B> {
 /** What wrangler.toml and `wrangler secret put` provide: strings, plus the optional Hyperdrive. */
 export interface WorkerBindings {
   HYPERDRIVE?: { connectionString: string };
+  /** A second Hyperdrive configuration in front of the read replica; it stands for DATABASE_READ_URL. */
+  HYPERDRIVE_READ?: { connectionString: string };
   [name: string]: unknown;
 }
 
@@ -36,7 +38,12 @@ const MAX_CONNECTIONS_PER_INVOCATION = 5;
 /** Validated every invocation: a bad binding answers 500 with one log line, it never crash-loops. */
 export function parseWorkerEnv(bindings: WorkerBindings): Env & { DATABASE_URL: string; JWT_SECRET: string } {
   const hyperdrive = bindings.HYPERDRIVE?.connectionString;
-  const env = parseEnv({ ...bindings, ...(hyperdrive ? { DATABASE_URL: hyperdrive } : {}) });
+  const hyperdriveRead = bindings.HYPERDRIVE_READ?.connectionString;
+  const env = parseEnv({
+    ...bindings,
+    ...(hyperdrive ? { DATABASE_URL: hyperdrive } : {}),
+    ...(hyperdriveRead ? { DATABASE_READ_URL: hyperdriveRead } : {}),
+  });
   if (!env.DATABASE_URL) {
     throw new EnvError("Invalid environment: DATABASE_URL (a secret) or a HYPERDRIVE binding is required on Workers");
   }
@@ -63,10 +70,18 @@ export function withWorkerUrlDefaults(url: string): string {
 }
 
 async function openInvocation(env: ReturnType<typeof parseWorkerEnv>) {
+  const poolMax = Math.min(env.DATABASE_POOL_MAX, MAX_CONNECTIONS_PER_INVOCATION);
+  // With a replica the invocation's connections are shared between the two pools (5 → 3 + 2),
+  // so both together stay under Cloudflare's 6 per invocation.
+  const readPoolMax = Math.max(1, Math.floor(poolMax / 2));
+  const replica = env.DATABASE_READ_URL
+    ? { readUrl: withWorkerUrlDefaults(env.DATABASE_READ_URL), readPoolMax, readMaxLagSeconds: env.DATABASE_READ_MAX_LAG_SECONDS }
+    : {};
   const handle = await createPostgresDatabase({
     url: withWorkerUrlDefaults(env.DATABASE_URL),
-    poolMax: Math.min(env.DATABASE_POOL_MAX, MAX_CONNECTIONS_PER_INVOCATION),
+    poolMax: env.DATABASE_READ_URL ? Math.max(1, poolMax - readPoolMax) : poolMax,
     prepare: env.DATABASE_PREPARE,
+    ...replica,
   });
   // The invocation's database closes with its response: queued mail waits for the cron.
   return { handle, deps: { ...createDeps(env, handle), mailAfterCommit: false } };

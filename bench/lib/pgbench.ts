@@ -11,12 +11,16 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  LOGIN_COUNT_AND_ACCOUNT,
+  LOGIN_SESSION,
   listProductsStatement,
   MAX_TOTAL,
   ORDER_CTE,
   ORDER_INSERT,
   ORDER_TAKE_STOCK,
   orderItemsInsert,
+  PLAIN_SESSION_INSERT,
+  PLAIN_USER_BY_EMAIL,
   PRODUCT_BY_ID,
   SESSION_LOOKUP,
 } from "../baseline-sql";
@@ -33,10 +37,10 @@ function bind(text: string, exprs: Record<number, string>): string {
 
 const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
 
-export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte";
+export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte" | "login" | "login-plain";
 
 export interface PgbenchData {
-  sessions: { sessionId: string; userId: string }[];
+  sessions: { sessionId: string; userId: string; email: string }[];
   products: { id: string; price: string }[];
   /** The `now` the service binds into the session lookup (any time before the sessions expire). */
   now: string;
@@ -112,17 +116,76 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           `${bind(
             orderItemsInsert(lines.length),
             Object.fromEntries(
+              // Postgres 15 has no v7 function: pgbench's ids are v4 (its tables stay small).
               lines.flatMap((_, i) => [
-                [4 * i + 1, ":o_id"],
-                [4 * i + 2, `:p${k}_${i}`],
-                [4 * i + 3, `:q${k}_${i}`],
-                [4 * i + 4, `:c${k}_${i}`],
+                [5 * i + 1, "gen_random_uuid()"],
+                [5 * i + 2, ":o_id"],
+                [5 * i + 3, `:p${k}_${i}`],
+                [5 * i + 4, `:q${k}_${i}`],
+                [5 * i + 5, `:c${k}_${i}`],
               ]),
             ),
           )};`,
         );
         out.push("commit;", "");
         scripts.push(out.join("\n"));
+        break;
+      }
+      case "login":
+      case "login-plain": {
+        // A right password's statements, the argon2 verify between them left out (it is CPU of
+        // the server, not of Postgres): the service's two, or the plain lookup and insert.
+        const s = data.sessions[k % data.sessions.length];
+        vars[`e${k}`] = s.email;
+        vars[`ek${k}`] = `email:${s.email}`;
+        vars[`u${k}`] = s.userId;
+        Object.assign(vars, { zero: "0", ak: "ip:127.0.0.1", floor: "2000-01-01 00:00:00", later: "2999-01-01 00:00:00" });
+        Object.assign(vars, { action: "auth.login", user: "user", ip: "127.0.0.1", rid: "pgbench", details: "{}" });
+        if (kind === "login-plain") {
+          scripts.push(
+            [
+              `${oneLine(bind(PLAIN_USER_BY_EMAIL, { 1: `:e${k}` }))};`,
+              `${oneLine(bind(PLAIN_SESSION_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: "md5(random()::text)", 4: ":later", 5: ":now" }))};`,
+              "",
+            ].join("\n"),
+          );
+          break;
+        }
+        const count = bind(LOGIN_COUNT_AND_ACCOUNT, {
+          1: `:ek${k}`,
+          2: ":one",
+          3: ":now",
+          4: ":later",
+          5: ":ak",
+          6: ":one",
+          7: ":now",
+          8: ":later",
+          9: ":floor",
+          10: ":floor",
+          11: ":floor",
+          12: `:e${k}`,
+          13: ":one",
+          14: `:ek${k}`,
+        });
+        const session = bind(LOGIN_SESSION, {
+          1: ":zero",
+          2: `:ek${k}`,
+          3: ":ak",
+          4: ":now",
+          5: ":action",
+          6: "null",
+          7: ":user",
+          8: `:u${k}`,
+          9: ":ip",
+          10: ":rid",
+          11: ":details",
+          12: "gen_random_uuid()",
+          13: `:u${k}`,
+          14: "md5(random()::text)",
+          15: ":later",
+          16: ":now",
+        });
+        scripts.push([`${oneLine(count)};`, `${oneLine(session)};`, ""].join("\n"));
         break;
       }
       case "order-cte": {

@@ -19,6 +19,7 @@ export async function deleteInBatches(
   key: PgColumn,
   where: SQL,
   batchSize: number,
+  opts: { pauseMs?: number } = {},
 ): Promise<BatchedDeleteResult> {
   let deleted = 0;
   let batches = 0;
@@ -28,5 +29,8 @@ export async function deleteInBatches(
     batches++;
     deleted += rows.length;
     if (rows.length < batchSize) return { deleted, batches };
+    // A pause between full batches leaves the server (and its WAL writer, checkpointer and
+    // autovacuum) time for the shop's own statements.
+    if (opts.pauseMs) await new Promise((resolve) => setTimeout(resolve, opts.pauseMs));
   }
 }

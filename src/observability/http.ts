@@ -1,7 +1,8 @@
-import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type TextMapGetter } from "@opentelemetry/api";
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type TextMapGetter, type Tracer } from "@opentelemetry/api";
 import type { Context, MiddlewareHandler } from "hono";
 import type { Observability } from "./index";
 import { procedureLabel } from "./labels";
+import type { Metrics } from "./metrics";
 
 const headerGetter: TextMapGetter<Headers> = {
   keys: (headers) => [...headers.keys()],
@@ -11,34 +12,33 @@ const headerGetter: TextMapGetter<Headers> = {
 type Env = { Variables: { requestId: string; traceId?: string } };
 
 /**
- * Request metrics and the request's server span. Runs inside the request-log middleware (which
+ * Counts one request from its start to its response (the request-log middleware calls it, so
+ * metrics add no middleware of their own: on a request of ~130 µs of CPU a layer shows).
+ * Returns the function that records its end.
+ */
+export function countRequest(metrics: Metrics, path: string): (status: number) => void {
+  const started = performance.now();
+  const label = procedureLabel(path);
+  metrics.inFlight.requests++;
+  return (status) => {
+    metrics.inFlight.requests--;
+    metrics.request(label, status, (performance.now() - started) / 1000);
+  };
+}
+
+/**
+ * The request's server span, when tracing is on. Runs inside the request-log middleware (which
  * set the request id) and hands the trace id back to it through `c.set("traceId")`.
  */
-export function observeRequests(obs: Observability): MiddlewareHandler<Env> {
-  const { metrics } = obs;
-  const tracer = obs.tracing?.tracer;
-  return async (c, next) => {
-    const started = performance.now();
+export function traceRequests(tracer: Tracer): MiddlewareHandler<Env> {
+  return (c, next) => {
     const label = procedureLabel(c.req.path);
-    if (metrics) metrics.inFlight.requests++;
-    try {
-      if (tracer) await serve(c, next, label);
-      else await next();
-    } finally {
-      if (metrics) {
-        metrics.inFlight.requests--;
-        metrics.request(label, c.res.status, (performance.now() - started) / 1000);
-      }
-    }
-  };
-
-  function serve(c: Context<Env>, next: () => Promise<void>, label: string) {
     // W3C traceparent from the caller (or its proxy) makes this span a child of theirs.
     const parent = propagation.extract(ROOT_CONTEXT, c.req.raw.headers, headerGetter);
     const route = label === "other" ? undefined : label.startsWith("/") ? label : `/trpc/${label}`;
     const method = c.req.method;
     // Only bounded, non-identifying attributes: the route, never the URL (its query string is the input).
-    return tracer!.startActiveSpan(
+    return tracer.startActiveSpan(
       route ? `${method} ${route}` : method,
       {
         kind: SpanKind.SERVER,
@@ -56,7 +56,7 @@ export function observeRequests(obs: Observability): MiddlewareHandler<Env> {
         }
       },
     );
-  }
+  };
 }
 
 /** GET /metrics; with METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>`. */

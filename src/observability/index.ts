@@ -37,7 +37,8 @@ export interface Observability {
 export type ObservabilityEnv = Pick<
   Env,
   "METRICS" | "METRICS_TOKEN" | "LOG_SLOW_QUERY_MS" | "OTEL_EXPORTER_OTLP_ENDPOINT" | "OTEL_SERVICE_NAME"
->;
+> &
+  Partial<Pick<Env, "OTEL_TRACES_SAMPLER" | "OTEL_TRACES_SAMPLER_ARG">>;
 
 export interface ObservabilityOptions {
   logger: Logger;
@@ -53,7 +54,12 @@ const REPLAY_AGE_MS = 1000;
 export function createObservability(env: ObservabilityEnv, opts: ObservabilityOptions): Observability {
   const metrics = env.METRICS ? createMetrics({ poolMax: opts.poolMax, processMetrics: opts.processMetrics }) : undefined;
   const tracing = env.OTEL_EXPORTER_OTLP_ENDPOINT
-    ? startTracing({ endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME })
+    ? startTracing({
+        endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+        serviceName: env.OTEL_SERVICE_NAME,
+        sampler: env.OTEL_TRACES_SAMPLER,
+        samplerArg: env.OTEL_TRACES_SAMPLER_ARG,
+      })
     : undefined;
   const tracer = tracing?.tracer;
   const slowLog = env.LOG_SLOW_QUERY_MS > 0;

@@ -5,7 +5,15 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
 
 export interface Tracing {
   tracer: Tracer;
@@ -18,6 +26,24 @@ export interface TracingOptions {
   /** The collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT); spans go to `<endpoint>/v1/traces`. */
   endpoint: string;
   serviceName: string;
+  /** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (the ratio, for the *traceidratio samplers). */
+  sampler?: string;
+  samplerArg?: number;
+}
+
+/**
+ * The sampler the OpenTelemetry specification names by OTEL_TRACES_SAMPLER. `parentbased_*`
+ * follows the caller's sampled flag (traceparent) and applies the rest to new traces; a ratio
+ * keeps that share of traces whole (the decision hangs on the trace id, so every span of a
+ * request is kept or dropped together).
+ */
+export function samplerFor(name = "parentbased_always_on", ratio = 1): Sampler {
+  const root = name.endsWith("always_off")
+    ? new AlwaysOffSampler()
+    : name.endsWith("traceidratio")
+      ? new TraceIdRatioBasedSampler(ratio)
+      : new AlwaysOnSampler();
+  return name.startsWith("parentbased_") ? new ParentBasedSampler({ root }) : root;
 }
 
 /** The OTLP/HTTP traces URL for a base endpoint, as the OTLP exporter specification builds it. */
@@ -27,6 +53,7 @@ export function startTracing(opts: TracingOptions): Tracing {
   const exporter = new OTLPTraceExporter({ url: tracesUrl(opts.endpoint) });
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": opts.serviceName }),
+    sampler: samplerFor(opts.sampler, opts.samplerArg),
     spanProcessors: [new BatchSpanProcessor({ exporter })],
   });
   // Parent/child links follow async calls (AsyncLocalStorage: Bun, Deno and Node all have it);

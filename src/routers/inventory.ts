@@ -1,7 +1,7 @@
 import * as v from "valibot";
 import { boundedInt, cursor, limit, optionalInput, uuid } from "../lib/validation";
 import * as inventoryService from "../services/inventory";
-import { auditContextOf } from "../trpc/context";
+import { auditContextOf, catalogDb } from "../trpc/context";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
 const productId = uuid("productId");
@@ -12,7 +12,11 @@ const delta = v.pipe(
 );
 
 export const inventoryRouter = router({
-  get: publicProcedure.input(v.object({ productId })).query(({ ctx, input }) => inventoryService.getStock(ctx.db, input.productId)),
+  // A public read (replica when configured, catalogDb); the stock checks of adjust, set and
+  // orders.create read the primary inside their own statements.
+  get: publicProcedure
+    .input(v.object({ productId }))
+    .query(async ({ ctx, input }) => inventoryService.getStock(await catalogDb(ctx), input.productId)),
 
   adjust: adminProcedure
     .input(v.object({ productId, delta }))

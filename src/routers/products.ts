@@ -2,7 +2,7 @@ import * as v from "valibot";
 import { boundedInt, limit, money, noNul, optionalInput, uuid } from "../lib/validation";
 import { MAX_STOCK } from "../services/inventory";
 import * as productService from "../services/products";
-import { auditContextOf } from "../trpc/context";
+import { auditContextOf, catalogDb } from "../trpc/context";
 import { adminProcedure, publicProcedure, router } from "../trpc/init";
 
 const name = v.pipe(
@@ -38,9 +38,12 @@ const listInput = optionalInput({
 });
 
 export const productsRouter = router({
-  list: publicProcedure.input(listInput).query(({ ctx, input }) => productService.listProducts(ctx.db, input)),
+  // The public catalog reads go to the replica when one is configured (catalogDb).
+  list: publicProcedure.input(listInput).query(async ({ ctx, input }) => productService.listProducts(await catalogDb(ctx), input)),
 
-  byId: publicProcedure.input(v.object({ id: uuid("id") })).query(({ ctx, input }) => productService.getProduct(ctx.db, input.id)),
+  byId: publicProcedure
+    .input(v.object({ id: uuid("id") }))
+    .query(async ({ ctx, input }) => productService.getProduct(await catalogDb(ctx), input.id)),
 
   create: adminProcedure
     .input(

@@ -75,9 +75,12 @@ export interface AuditEntry {
   details?: AuditDetails;
 }
 
-/** Writes one event; call it with the transaction of the change it records. */
-export async function recordAudit(db: Database, ctx: AuditContext, entry: AuditEntry): Promise<void> {
-  await db.insert(auditEvents).values({
+/**
+ * One event's INSERT as a query builder, for a statement that writes the change and its event
+ * together (the sign-in sends it inside its session insert, through `.getSQL()`).
+ */
+export function auditInsert(db: Database, ctx: AuditContext, entry: AuditEntry) {
+  return db.insert(auditEvents).values({
     at: toDbTime(ctx.now),
     action: entry.action,
     actorId: ctx.actorId,
@@ -87,6 +90,11 @@ export async function recordAudit(db: Database, ctx: AuditContext, entry: AuditE
     requestId: ctx.requestId,
     details: entry.details ?? {},
   });
+}
+
+/** Writes one event; call it with the transaction of the change it records. */
+export async function recordAudit(db: Database, ctx: AuditContext, entry: AuditEntry): Promise<void> {
+  await auditInsert(db, ctx, entry);
 }
 
 const auditCursorSchema = v.strictTuple([v.literal("audit"), calendarTimestampText, uuidText]);

@@ -1,6 +1,6 @@
-import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
+import { and, desc, eq, gt, ne, type SQL, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
-import type { Database } from "../db/client";
+import { type Database, queryRows } from "../db/client";
 import { preparedQuery } from "../db/prepared";
 import { accountStatus, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -8,9 +8,23 @@ import { badRequest, conflict, forbidden, notFound, unauthorized } from "../erro
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
 import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
+import { uuidv7 } from "../lib/uuidv7";
 import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
-import { type AuditContext, recordAudit } from "./audit";
-import { clearEmailThrottle, forgiveAttempt, reserveLoginAttempt, reserveQuota } from "./login-throttle";
+import { type AuditContext, auditInsert, recordAudit } from "./audit";
+import {
+  type CounterRow,
+  clearEmailThrottle,
+  countAttempts,
+  emailKey,
+  forgiveAttempt,
+  forgiveAttemptCtes,
+  loginAttemptKeys,
+  loginMaxOf,
+  refuseIfOver,
+  reserveLoginAttempt,
+  reserveQuota,
+  THROTTLE_WINDOW_SECONDS,
+} from "./login-throttle";
 import { enqueueMail } from "./mail";
 
 export type { Auth, User } from "../contract/types";
@@ -69,6 +83,21 @@ export function selectUsers(db: Database) {
   return db.select(userColumns).from(users).leftJoin(accountStatus, eq(accountStatus.userId, users.id));
 }
 
+/** A `selectUsers` row read raw (sent inside a larger statement): columns under their SQL names. */
+function accountFromRaw(raw: Record<string, unknown>): UserRow {
+  const text = (column: { name: string }) => String(raw[column.name]);
+  return {
+    id: text(users.id),
+    email: text(users.email),
+    passwordHash: text(users.passwordHash),
+    role: text(users.role) as UserRole,
+    createdAt: text(users.createdAt),
+    updatedAt: text(users.updatedAt),
+    emailVerified: raw.email_verified === true,
+    disabled: raw.disabled === true,
+  };
+}
+
 export function toUser(row: UserRow): User {
   return {
     id: row.id,
@@ -95,20 +124,26 @@ const getDummyHash = () => (dummyHash ??= hashPassword("not-a-real-password-only
  * `chainStartedAt` is the login the chain began with (a refresh passes it on): the session
  * never outlives it by more than SESSION_MAX_AGE_SECONDS.
  */
-async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now): Promise<Auth> {
-  const sessionId = crypto.randomUUID();
+async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now, along?: SQL): Promise<Auth> {
+  // Time-ordered (src/lib/uuidv7.ts), so new sessions share the right edge of the primary key.
+  const sessionId = uuidv7();
   const byTtl = deps.now.getTime() + deps.tokens.ttlSeconds * 1000;
   const byChain = deps.maxAgeSeconds ? chainStartedAt.getTime() + deps.maxAgeSeconds * 1000 : Infinity;
   const expiresAt = new Date(Math.min(byTtl, byChain));
   const accessToken = await signAccessToken(deps.tokens, { userId: user.id, sessionId, issuedAt: deps.now, expiresAt });
-  await db.insert(sessions).values({
+  const session = db.insert(sessions).values({
     id: sessionId,
     userId: user.id,
     tokenHash: await hashToken(accessToken),
     expiresAt: toDbTime(expiresAt),
     createdAt: toDbTime(deps.now),
   });
-  await db.insert(sessionChains).values({ sessionId, startedAt: toDbTime(chainStartedAt) });
+  await (along ? db.execute(sql`with ${along} ${session.getSQL()}`) : session);
+  // A chain that starts with this session needs no row: refresh reads its start as the
+  // session's created_at. Only a refreshed session records where its chain began.
+  if (chainStartedAt.getTime() !== deps.now.getTime()) {
+    await db.insert(sessionChains).values({ sessionId, startedAt: toDbTime(chainStartedAt) });
+  }
   return { user: toUser(user), accessToken, expiresAt: expiresAt.toISOString() };
 }
 
@@ -149,9 +184,7 @@ export async function login(
   audit: AuditContext,
   input: { email: string; password: string },
 ): Promise<Auth> {
-  await reserveLoginAttempt(db, input.email, deps.clientAddress, deps.now);
-  const [found] = await selectUsers(db).where(eq(users.email, input.email)).limit(1);
-  const user = found as UserRow | undefined;
+  const user = await reserveAndReadAccount(db, input.email, deps.clientAddress, deps.now);
   const ok = await verifyPassword(user?.passwordHash ?? (await getDummyHash()), input.password);
   // A disabled account is refused exactly like a wrong password.
   if (!user || !ok || user.disabled) {
@@ -163,7 +196,6 @@ export async function login(
     });
     throw unauthorized(WRONG_CREDENTIALS);
   }
-  await forgiveAttempt(db, input.email, deps.clientAddress);
   let current = user;
   if (needsRehash(user.passwordHash)) {
     const [updated] = await db
@@ -173,10 +205,31 @@ export async function login(
       .returning();
     if (updated) current = { ...user, ...updated };
   }
-  return db.transaction(async (tx) => {
-    await recordAudit(tx, audit, { action: "auth.login", targetType: "user", targetId: current.id });
-    return issueSession(tx, deps, current);
-  });
+  // One statement, so all or nothing without a transaction: the attempt forgiven, the event
+  // and the session written together.
+  const forgiven = forgiveAttemptCtes(db, input.email, deps.clientAddress);
+  const event = auditInsert(db, audit, { action: "auth.login", targetType: "user", targetId: current.id });
+  return issueSession(db, deps, current, deps.now, sql`${forgiven}, audited as (${event.getSQL()})`);
+}
+
+/**
+ * The sign-in's first statement: counts the attempt (the throttle every instance shares) and
+ * reads the account with its flags, in one round trip. Refuses when the email or the address
+ * is over its limit; an unknown email comes back as `undefined` after being counted alike.
+ */
+async function reserveAndReadAccount(db: Database, email: string, address: string, now: Date): Promise<UserRow | undefined> {
+  const key = emailKey(email);
+  const counted = countAttempts(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
+  const account = selectUsers(db).where(eq(users.email, email)).limit(1);
+  // The account rides on the email's counter row (the address's row carries nulls).
+  const rows = await queryRows<CounterRow & Partial<Record<string, unknown>>>(
+    db,
+    sql`with counted as (${counted.getSQL()}), account as (${account.getSQL()})
+        select counted.*, account.* from counted left join account on counted.key = ${key}`,
+  );
+  refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, now);
+  const row = rows.find((r) => r.key === key);
+  return row?.[users.id.name] ? accountFromRaw(row) : undefined;
 }
 
 /**

@@ -1,7 +1,6 @@
-import { eq, lt, type SQL, sql } from "drizzle-orm";
+import { and, eq, lt, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
-import { queryRows } from "../db/client";
 import { loginThrottle } from "../db/schema";
 import { tooManyRequests } from "../errors";
 import { toDbTime } from "../lib/time";
@@ -15,9 +14,6 @@ export const MAX_ATTEMPTS_PER_ADDRESS = 100;
 export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
 
-const t = loginThrottle;
-const col = (c: { name: string }) => sql.identifier(c.name);
-
 /** A counter as the upsert returns it (raw rows carry the columns' own names). */
 export type CounterRow = {
   key: string;
@@ -26,52 +22,86 @@ export type CounterRow = {
 };
 
 /**
- * Counts this attempt before the password is checked, in one atomic upsert of the email's and
- * the address's counters, so concurrent guesses (a batch of 50 logins) cannot slip past the
- * limit between a read and a write. A success then takes the attempt back (`forgiveAttempt`).
- * The window is fixed from the first failure. A data-modifying CTE, so the sign-in can read the
- * account in the same statement (`login` in ./auth.ts).
+ * Counts one use of every key in one atomic upsert (a fixed window from the first use), as a
+ * query builder: awaited on its own (`reserveQuota`), or sent inside the sign-in's first
+ * statement (`reserveAndReadAccount` in ./auth.ts) through `.getSQL()`. Counting before the
+ * check, in one statement, is what stops concurrent guesses (a batch of 50 logins) slipping
+ * past the limit between a read and a write.
  */
-export function reserveAttemptCte(email: string, address: string, now: Date): SQL {
+export function countAttempts(db: Database, keys: string[], windowSeconds: number, now: Date) {
   const nowText = toDbTime(now);
-  const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_SECONDS * 1000));
-  const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_SECONDS * 1000));
-  const expired = sql`${t.windowStartedAt} <= ${floor}::timestamp`;
-  return sql`insert into ${t} (${col(t.key)}, ${col(t.failures)}, ${col(t.windowStartedAt)}, ${col(t.expiresAt)})
-        values (${emailKey(email)}, 1, ${nowText}, ${expires}), (${addressKey(address)}, 1, ${nowText}, ${expires})
-        on conflict (${col(t.key)}) do update set
-          ${col(t.failures)} = case when ${expired} then 1 else ${t.failures} + 1 end,
-          ${col(t.windowStartedAt)} = case when ${expired} then excluded.${col(t.windowStartedAt)} else ${t.windowStartedAt} end,
-          ${col(t.expiresAt)} = case when ${expired} then excluded.${col(t.expiresAt)} else ${t.expiresAt} end
-        returning ${t.key} as key, ${t.failures} as failures, ${t.windowStartedAt}::text as window_started_at`;
+  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
+  const expires = toDbTime(new Date(now.getTime() + windowSeconds * 1000));
+  const windowOver = sql`${loginThrottle.windowStartedAt} <= ${windowStartFloor}::timestamp`;
+  const excluded = (column: { name: string }) => sql`excluded.${sql.identifier(column.name)}`;
+  return db
+    .insert(loginThrottle)
+    .values(keys.map((key) => ({ key, failures: 1, windowStartedAt: nowText, expiresAt: expires })))
+    .onConflictDoUpdate({
+      target: loginThrottle.key,
+      set: {
+        failures: sql`case when ${windowOver} then 1 else ${loginThrottle.failures} + 1 end`,
+        windowStartedAt: sql`case when ${windowOver} then ${excluded(loginThrottle.windowStartedAt)} else ${loginThrottle.windowStartedAt} end`,
+        expiresAt: sql`case when ${windowOver} then ${excluded(loginThrottle.expiresAt)} else ${loginThrottle.expiresAt} end`,
+      },
+    })
+    .returning({
+      key: loginThrottle.key,
+      failures: loginThrottle.failures,
+      window_started_at: sql<string>`${loginThrottle.windowStartedAt}::text`.as(loginThrottle.windowStartedAt.name),
+    });
 }
 
-/** Throws TOO_MANY_REQUESTS when the email or the address is over its limit. */
-export function refuseIfThrottled(rows: CounterRow[], now: Date): void {
+/** Throws TOO_MANY_REQUESTS when any counted key is over its `max`. */
+export function refuseIfOver(rows: CounterRow[], maxOf: (key: string) => number, windowSeconds: number, now: Date, what?: string): void {
   for (const row of rows) {
-    const max = row.key.startsWith("email:") ? MAX_ATTEMPTS_PER_EMAIL : MAX_ATTEMPTS_PER_ADDRESS;
-    if (Number(row.failures) > max) {
-      const windowEnd = new Date(`${String(row.window_started_at).replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_SECONDS * 1000;
-      throw tooManyRequests(Math.max(1, Math.ceil((windowEnd - now.getTime()) / 1000)));
+    if (Number(row.failures) > maxOf(row.key)) {
+      const windowEnd = new Date(`${String(row.window_started_at).replace(" ", "T")}Z`).getTime() + windowSeconds * 1000;
+      throw tooManyRequests(Math.max(1, Math.ceil((windowEnd - now.getTime()) / 1000)), what);
     }
   }
 }
 
+/** The sign-in throttle's keys for an attempt, and the bar of each. */
+export const loginAttemptKeys = (email: string, address: string) => [emailKey(email), addressKey(address)];
+export const loginMaxOf = (key: string) => (key.startsWith("email:") ? MAX_ATTEMPTS_PER_EMAIL : MAX_ATTEMPTS_PER_ADDRESS);
+
+/** Counts a password check (sign-in, password change) and refuses when over the limit. */
 export async function reserveLoginAttempt(db: Database, email: string, address: string, now: Date): Promise<void> {
-  refuseIfThrottled(await queryRows<CounterRow>(db, reserveAttemptCte(email, address, now)), now);
+  const rows = await countAttempts(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
+  refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, now);
 }
 
 /**
- * After a successful sign-in: the email's counter resets, the address gets its attempt back.
- * As CTEs, so the sign-in sends them with its session insert (one statement).
+ * After a right password: the email's counter goes back to 0 (the failures before it are
+ * forgiven), the address gets this attempt back. As CTEs (`cleared`, `eased`), so the sign-in
+ * sends them inside its session insert (one statement); `forgiveAttempt` runs them on their own.
+ *
+ * An UPDATE, not a DELETE: the row is re-used by the next sign-in's count (a HOT update instead
+ * of a delete, an insert and an index entry each time; the backup's deletion log records
+ * nothing), and the prune job drops it when its window has passed. A failure after it counts
+ * from 1 in what is left of that window.
+ *
+ * The email's row is locked before the address's, as in `countAttempts` (its VALUES order):
+ * Postgres runs data-modifying CTEs in no set order, and a sign-in forgiving (address, then
+ * email) while another counts (email, then address) deadlocks. `eased` reads `cleared`, so the
+ * email's update runs first.
  */
-export function forgiveAttemptCtes(email: string, address: string): SQL {
-  return sql`cleared as (delete from ${t} where ${t.key} = ${emailKey(email)}),
-    eased as (update ${t} set ${col(t.failures)} = greatest(${t.failures} - 1, 0) where ${t.key} = ${addressKey(address)})`;
+export function forgiveAttemptCtes(db: Database, email: string, address: string): SQL {
+  const cleared = db
+    .update(loginThrottle)
+    .set({ failures: 0 })
+    .where(eq(loginThrottle.key, emailKey(email)))
+    .returning({ key: loginThrottle.key });
+  const eased = db
+    .update(loginThrottle)
+    .set({ failures: sql`greatest(${loginThrottle.failures} - 1, 0)` })
+    .where(and(eq(loginThrottle.key, addressKey(address)), sql`(select count(*) from cleared) >= 0`));
+  return sql`cleared as (${cleared.getSQL()}), eased as (${eased.getSQL()})`;
 }
 
 export async function forgiveAttempt(db: Database, email: string, address: string): Promise<void> {
-  await db.execute(sql`with ${forgiveAttemptCtes(email, address)} select 1`);
+  await db.execute(sql`with ${forgiveAttemptCtes(db, email, address)} select 1`);
 }
 
 /** Drops counters whose window has passed; run by the prune-sessions job. */
@@ -82,8 +112,8 @@ export async function pruneExpiredThrottles(db: Database, now: Date, batchSize: 
 
 /**
  * A fixed-window quota in the same table as the login throttle (keys with their own prefix):
- * counts one use of every key in one atomic upsert and refuses when any is over its `max`.
- * Used for password-reset requests and registrations, which count every request, not failures.
+ * counts one use of every key and refuses when any is over its `max`. Used for password-reset
+ * requests and registrations, which count every request, not failures.
  */
 export async function reserveQuota(
   db: Database,
@@ -92,30 +122,13 @@ export async function reserveQuota(
   now: Date,
   what: string,
 ): Promise<void> {
-  const nowText = toDbTime(now);
-  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
-  const expires = toDbTime(new Date(now.getTime() + windowSeconds * 1000));
-  const windowOver = sql`${loginThrottle.windowStartedAt} <= ${windowStartFloor}`;
-  const excluded = (column: { name: string }) => sql`excluded.${sql.identifier(column.name)}`;
-  const rows = await db
-    .insert(loginThrottle)
-    .values(keys.map((k) => ({ key: k.key, failures: 1, windowStartedAt: nowText, expiresAt: expires })))
-    .onConflictDoUpdate({
-      target: loginThrottle.key,
-      set: {
-        failures: sql`case when ${windowOver} then 1 else ${loginThrottle.failures} + 1 end`,
-        windowStartedAt: sql`case when ${windowOver} then ${excluded(loginThrottle.windowStartedAt)} else ${loginThrottle.windowStartedAt} end`,
-        expiresAt: sql`case when ${windowOver} then ${excluded(loginThrottle.expiresAt)} else ${loginThrottle.expiresAt} end`,
-      },
-    })
-    .returning({ key: loginThrottle.key, failures: loginThrottle.failures, window_started_at: loginThrottle.windowStartedAt });
-  for (const row of rows) {
-    const max = keys.find((k) => k.key === row.key)?.max ?? Infinity;
-    if (Number(row.failures) > max) {
-      const windowEnd = new Date(`${String(row.window_started_at).replace(" ", "T")}Z`).getTime() + windowSeconds * 1000;
-      throw tooManyRequests(Math.max(1, Math.ceil((windowEnd - now.getTime()) / 1000)), what);
-    }
-  }
+  const rows = await countAttempts(
+    db,
+    keys.map((k) => k.key),
+    windowSeconds,
+    now,
+  );
+  refuseIfOver(rows, (key) => keys.find((k) => k.key === key)?.max ?? Infinity, windowSeconds, now, what);
 }
 
 /** Ends the login throttle for one email (after a successful password reset). */

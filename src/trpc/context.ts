@@ -1,4 +1,6 @@
+import type { Database } from "../db/client";
 import type { AppDeps } from "../deps";
+import { verifyAccessToken } from "../lib/tokens";
 import type { AuditContext } from "../services/audit";
 
 export interface Context extends AppDeps {
@@ -42,4 +44,22 @@ const MAX_ADDRESS_LENGTH = 64;
 /** The audit trail's view of a request: who acted, from where, under which request id. */
 export function auditContextOf(ctx: Context & { user?: { id: string } }): AuditContext {
   return { actorId: ctx.user?.id ?? null, ip: ctx.clientAddress, requestId: ctx.requestId, now: ctx.clock() };
+}
+
+/**
+ * Where a public catalog read goes (products.list, products.byId, inventory.get). Anonymous
+ * callers read `readDb` (the replica, when one is configured), which may lag the primary by the
+ * replication delay. A caller whose access token verifies reads the primary: whoever can write
+ * (an admin changing a product or its stock, a customer whose order took stock) sees their own
+ * write on the next read. Only the signature is checked, no session lookup, so this costs no
+ * round trip; a made-up token is not believed and reads the replica like anyone else.
+ */
+export async function catalogDb(ctx: Context): Promise<Database> {
+  if (ctx.readDb === ctx.db || !ctx.accessToken) return ctx.readDb;
+  try {
+    await verifyAccessToken(ctx.tokens, ctx.accessToken, ctx.clock());
+    return ctx.db;
+  } catch {
+    return ctx.readDb;
+  }
 }

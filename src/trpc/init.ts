@@ -25,26 +25,30 @@ const t = initTRPC.context<Context>().create({
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
-/** Turns the services' DomainErrors into tRPC errors with the right code, for HTTP and callers alike. */
-const domainErrors = t.middleware(async ({ next }) => {
-  const result = await next();
-  if (!result.ok && result.error.cause instanceof DomainError) throw toTRPCError(result.error.cause);
-  return result;
+/**
+ * Every procedure's one outer middleware (each level of tRPC's middleware chain copies the call's
+ * options twice, so there is one, not two): the services' DomainErrors become tRPC errors with
+ * the right code, for HTTP and callers alike; the span and counters of observability see that
+ * final outcome (auth and input errors included).
+ */
+const base = t.middleware(({ ctx, path, type, next }) => {
+  const run = async () => {
+    const result = await next();
+    if (!result.ok && result.error.cause instanceof DomainError) return { ...result, error: toTRPCError(result.error.cause) };
+    return result;
+  };
+  return ctx.observability ? ctx.observability.procedure({ path, type, requestId: ctx.requestId }, run) : run();
 });
 
-/** Outermost, so its span and counters see the final outcome (auth and input errors included). */
-const observed = t.middleware(({ ctx, path, type, next }) =>
-  ctx.observability ? ctx.observability.procedure({ path, type, requestId: ctx.requestId }, next) : next(),
-);
-
-export const publicProcedure = t.procedure.use(observed).use(domainErrors);
+export const publicProcedure = t.procedure.use(base);
 
 /** Narrows `ctx.user`: the token is valid and its session row is alive. */
 export const protectedProcedure = publicProcedure.use(async ({ ctx, next }) => {
   if (!ctx.accessToken) throw toTRPCError(unauthorized("Sign in first: send Authorization: Bearer <accessToken>"));
   try {
     const user = await authenticate(ctx.db, { tokens: ctx.tokens, now: ctx.clock() }, ctx.accessToken);
-    return next({ ctx: { ...ctx, user } });
+    // tRPC merges this into the context: only what is new is passed.
+    return next({ ctx: { user } });
   } catch (error) {
     if (error instanceof DomainError) throw toTRPCError(error);
     throw error;
@@ -53,5 +57,5 @@ export const protectedProcedure = publicProcedure.use(async ({ ctx, next }) => {
 
 export const adminProcedure = protectedProcedure.use(({ ctx, next }) => {
   if (ctx.user.role !== "admin") throw toTRPCError(forbidden("Only an admin may do this"));
-  return next({ ctx });
+  return next();
 });

@@ -2,14 +2,16 @@ import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, t
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { sql } from "drizzle-orm";
 import { createPgliteDatabase, createPostgresDatabase, type Database, type DatabaseHandle, queryRows } from "../../src/db/client";
 import { runMigrations } from "../../src/db/migrate";
 import type { JobDeps } from "../../src/deps";
 import { runJobByName } from "../../src/jobs";
 import { runBackupFull, runBackupIncremental, runRestoreVerify } from "../../src/jobs/backup";
-import { dropScratch } from "../../src/jobs/backup/postgres";
+import { applyRowsFile, dropScratch } from "../../src/jobs/backup/postgres";
 import { applyRetention, backupId, listManifests, type Manifest, writeManifest } from "../../src/jobs/backup/store";
+import { describeTables, type Query, untrackedTables } from "../../src/jobs/backup/tables";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase, withDatabaseName } from "../support/db";
 
@@ -121,6 +123,30 @@ describe("backups: PGlite (the embedded default)", () => {
     const report = await runRestoreVerify(depsFor(pg, { BACKUP_DIR: await newBackupDir() }));
     expect(report.ok).toBe(false);
   });
+
+  test("deletions are logged on the embedded database too, a cascade by the child's own trigger; an embedded backup empties the log", async () => {
+    const query: Query = async (text, params) => (await pg.pglite!.query(text, params)).rows as never;
+    expect(await untrackedTables(query, await describeTables(query))).toEqual([]);
+    await pg.db.execute(sql`delete from backup_deletions`);
+    await pg.db.execute(sql`delete from orders`); // its item and idempotency key cascade
+    await pg.db.execute(sql`truncate login_throttle`);
+    const log = await queryRows<{ table_name: string; keys: Record<string, string>[] | null }>(
+      pg.db,
+      sql`select table_name, keys from backup_deletions order by id`,
+    );
+    expect(log.map((l) => [l.table_name, l.keys?.length ?? null]).sort()).toEqual(
+      [
+        ["orders", 1],
+        ["order_items", 1],
+        ["order_idempotency_keys", 1],
+        ["login_throttle", null],
+      ].sort(),
+    );
+    expect(Object.keys(log.find((l) => l.table_name === "order_idempotency_keys")!.keys![0]).sort()).toEqual(["key", "user_id"]);
+
+    expect((await runBackupFull(depsFor(pg, { BACKUP_DIR: await newBackupDir() }))).ok).toBe(true);
+    expect(await queryRows(pg.db, sql`select 1 from backup_deletions`)).toEqual([]);
+  });
 });
 
 describe("backups: retention", () => {
@@ -226,13 +252,16 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
     const inc1 = await runBackupIncremental(deps);
     expect(inc1).toMatchObject({ ok: true, backup: { kind: "incremental" } });
     expect(inc1.fellBackToFull).toBeUndefined();
-    // Every key travels so deletions can be replayed. Rows travel when written since the full
-    // backup's snapshot: at least the changed ones (more while another session holds an old
-    // transaction open on the server, which the selection has to treat as possibly unfinished).
-    const changes = inc1.changes as Record<string, { rows: number; keys: number }>;
-    expect(changes.users.keys).toBe(3);
-    expect(changes.orders.keys).toBe(1);
-    expect(changes.sessions.keys).toBe(1);
+    // Deletions travel as the deletion log's keys: exactly those deleted since the full
+    // (the cascade included), none of the rows that stayed. Rows travel when written since the
+    // full backup's snapshot: at least the changed ones (more while another session holds an
+    // old transaction open on the server, which the selection has to treat as possibly unfinished).
+    const changes = inc1.changes as Record<string, { rows: number; deleted: number }>;
+    expect(changes.orders.deleted).toBe(1);
+    expect(changes.order_items.deleted).toBe(1);
+    expect(changes.order_idempotency_keys.deleted).toBe(1);
+    expect(changes.sessions.deleted).toBe(1);
+    expect(changes.users.deleted).toBe(0);
     expect(changes.users.rows).toBeGreaterThanOrEqual(1);
     expect(changes.products.rows).toBeGreaterThanOrEqual(2);
 
@@ -246,7 +275,9 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
 
     const verified = await runRestoreVerify(deps, { keepScratch: true });
     expect(verified).toMatchObject({ ok: true });
-    expect((verified.chain as string[]).length).toBe(3);
+    // The two incrementals and restore-verify's checkpoint (the one that checksums every table).
+    expect((verified.chain as string[]).length).toBe(4);
+    expect(verified.checkpoint).toBe((verified.chain as string[])[3]);
     await compareWithSource(String(verified.scratchDatabase));
   });
 
@@ -310,6 +341,259 @@ describe.if(onPostgres)("backups: Postgres (full + incrementals; pg_dump only wi
       expect(report).toMatchObject({ ok: true, backup: { kind: "full" }, fellBackToFull: "the schema changed since the previous backup" });
     } finally {
       await handle!.db.execute(sql`alter table products drop column note`);
+    }
+  });
+});
+
+describe.if(onPostgres)("backups: Postgres incrementals follow the change (deletion log)", async () => {
+  const handle = onPostgres ? await getTestDatabase() : undefined;
+  const dbName = handle?.url ? new URL(handle.url).pathname.slice(1) : "";
+  const directUrl = withDatabaseName(process.env.TEST_DIRECT_DATABASE_URL ?? "postgres://postgres@127.0.0.1:55432/postgres", dbName);
+  const pooledUrl = handle?.url ?? "";
+
+  beforeEach(async () => {
+    if (handle) await resetDatabase(handle);
+  });
+
+  /** Every row of every table in the database `name` equals the source's; then it is dropped. */
+  async function expectSameAsSource(name: string) {
+    const other = await createPostgresDatabase({ url: withDatabaseName(directUrl, name), poolMax: 1, prepare: false });
+    try {
+      const fromCopy = await snapshotOf((t) => queryRows(other.db, sql.raw(t)));
+      const fromSource = await snapshotOf((t) => queryRows(handle!.db, sql.raw(t)));
+      for (const t of TABLES) expect({ table: t, rows: fromCopy[t] }).toEqual({ table: t, rows: fromSource[t] });
+    } finally {
+      await other.close();
+      await dropScratch(directUrl, name);
+    }
+  }
+
+  /** The records of a rows file by kind (R row, D deletion keys, T truncation). */
+  async function recordsOf(dir: string, m: Manifest) {
+    const lines = gunzipSync(await readFile(join(dir, m.file)))
+      .toString("utf8")
+      .split("\n")
+      .filter(Boolean);
+    const kinds = { R: 0, D: 0, T: 0, K: 0 } as Record<string, number>;
+    for (const l of lines) kinds[l.split("\t")[1]]++;
+    return kinds;
+  }
+
+  const changesOf = (report: Record<string, unknown>) =>
+    report.changes as Record<string, { rows: number; deleted: number; truncated?: boolean }>;
+
+  test("a chain of three incrementals (inserts, updates, cascading deletes, a key deleted and written again, a truncate): restore-verify and `npm run restore` rebuild the exact database", async () => {
+    const db = handle!.db;
+    const ids = await seed(db);
+    const dir = await newBackupDir();
+    const clock = createTestClock(new Date("2026-11-25T02:00:00Z"));
+    const deps = depsFor(handle!, { BACKUP_DIR: dir, DATABASE_URL: pooledUrl, DATABASE_DIRECT_URL: directUrl }, clock);
+    expect(await runBackupFull(deps)).toMatchObject({ ok: true, backup: { kind: "full" } });
+
+    // 1: a new order with two items, an order deleted with its item and idempotency key.
+    const [order2] = await queryRows<{ id: string }>(
+      db,
+      sql`insert into orders (user_id, status, total) values (${ids.bob}, 'pending', '269.90') returning id`,
+    );
+    await db.execute(
+      sql`insert into order_items (order_id, product_id, quantity, price) values (${order2.id}, ${ids.products[0]}, 1, '19.90'), (${order2.id}, ${ids.products[1]}, 1, '250.00')`,
+    );
+    await db.execute(sql`delete from orders where id = ${ids.order}`);
+    clock.advance(6 * 3600);
+    const inc1 = await runBackupIncremental(deps);
+    expect(inc1).toMatchObject({ ok: true, backup: { kind: "incremental" } });
+    expect(changesOf(inc1).orders.deleted).toBe(1);
+    expect(changesOf(inc1).order_items.deleted).toBe(1);
+    expect(changesOf(inc1).order_idempotency_keys.deleted).toBe(1);
+
+    // 2: a session deleted and the same id written again; a user deleted (its session cascades);
+    // the throttle truncated and refilled; an order's status changed.
+    const [s] = await queryRows<{ id: string }>(db, sql`select id from sessions where user_id = ${ids.alice}`);
+    await db.execute(sql`delete from sessions where id = ${s.id}`);
+    await db.execute(
+      sql`insert into sessions (id, user_id, token_hash, expires_at) values (${s.id}, ${ids.alice}, 'ha2', '2031-01-01 00:00:00')`,
+    );
+    const [carol] = await queryRows<{ id: string }>(
+      db,
+      sql`insert into users (email, password_hash) values ('carol@example.com', 'h3') returning id`,
+    );
+    await db.execute(sql`insert into sessions (user_id, token_hash, expires_at) values (${carol.id}, 'hc', '2030-01-01 00:00:00')`);
+    clock.advance(6 * 3600);
+    expect((await runBackupIncremental(deps)).ok).toBe(true);
+    await db.execute(sql`delete from users where id = ${carol.id}`);
+    await db.execute(sql`truncate login_throttle`);
+    await db.execute(
+      sql`insert into login_throttle (key, failures, window_started_at, expires_at) values ('ip:192.0.2.9', 1, '2026-11-25 10:00:00', '2026-11-25 10:15:00')`,
+    );
+    await db.execute(sql`update orders set status = 'shipped', updated_at = (now() at time zone 'utc') where id = ${order2.id}`);
+    clock.advance(6 * 3600);
+    const inc3 = await runBackupIncremental(deps);
+    expect(changesOf(inc3).users.deleted).toBe(1);
+    expect(changesOf(inc3).sessions.deleted).toBe(1);
+    expect(changesOf(inc3).login_throttle.truncated).toBe(true);
+
+    const verified = await runRestoreVerify(deps, { keepScratch: true });
+    expect(verified).toMatchObject({ ok: true });
+    expect((verified.chain as string[]).length).toBe(5);
+    await expectSameAsSource(String(verified.scratchDatabase));
+
+    // `npm run restore` of the newest chain into a new database, through the pooler.
+    const target = `${dbName}_cli_${Math.random().toString(36).slice(2, 7)}`;
+    await handle!.db.execute(sql.raw(`create database "${target}"`));
+    const cli = Bun.spawn([process.execPath, "run", "src/cli.ts", "restore", "latest", "--to", withDatabaseName(pooledUrl, target)], {
+      cwd: join(import.meta.dir, "../.."),
+      env: { ...process.env, DATABASE_URL: pooledUrl, BACKUP_DIR: dir, LOG_LEVEL: "error" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, out] = await Promise.all([cli.exited, new Response(cli.stdout).text()]);
+    expect({ code, out: JSON.parse(out.trim().split("\n").at(-1)!).ok }).toEqual({ code: 0, out: true });
+    await expectSameAsSource(target);
+  });
+
+  test("an incremental after a small change carries records in proportion to the change, not to the tables", async () => {
+    const db = handle!.db;
+    const ids = await seed(db);
+    await db.execute(sql`
+      with o as (
+        insert into orders (user_id, status, total) select ${ids.alice}, 'pending', '10.00' from generate_series(1, 1000) returning id)
+      insert into order_items (order_id, product_id, quantity, price) select o.id, ${ids.products[0]}, k, '5.00' from o, generate_series(1, 2) k`);
+    const dir = await newBackupDir();
+    const clock = createTestClock(new Date("2026-11-25T02:00:00Z"));
+    // Without a direct URL the full backup is a rows file too, so the two count alike.
+    const deps = depsFor(handle!, { BACKUP_DIR: dir, DATABASE_URL: pooledUrl }, clock);
+    expect((await runBackupFull(deps)).ok).toBe(true);
+    // 1 % of the orders: 8 status changes, 2 deleted (4 items cascade).
+    await db.execute(sql`update orders set status = 'shipped' where id in (select id from orders order by id limit 8)`);
+    await db.execute(sql`delete from orders where id in (select id from orders order by id desc limit 2)`);
+    clock.advance(6 * 3600);
+    expect((await runBackupIncremental(deps)).ok).toBe(true);
+    const [full, inc] = await listManifests(dir);
+    const inFull = await recordsOf(dir, full);
+    const inInc = await recordsOf(dir, inc);
+    expect(inFull.R).toBeGreaterThan(3000);
+    // 8 changed rows and 2 deletion statements (orders, and order_items by the cascade), give or
+    // take rows another session's open transaction makes the selection keep.
+    expect(inInc.R).toBeGreaterThanOrEqual(8);
+    expect(inInc.D).toBe(2);
+    expect(inInc.K).toBe(0);
+    expect((inInc.R + inInc.D) / inFull.R).toBeLessThan(0.01);
+    expect(inc.changes!.order_items).toMatchObject({ rows: 0, deleted: 4 });
+    const verified = await runRestoreVerify(deps);
+    expect(verified).toMatchObject({ ok: true, tables: { orders: 999, order_items: 1997 } });
+  });
+
+  test("the cut-off: a deletion and an update committed after an incremental's snapshot are the next one's, taken once", async () => {
+    const db = handle!.db;
+    const ids = await seed(db);
+    const dir = await newBackupDir();
+    const clock = createTestClock(new Date("2026-11-25T02:00:00Z"));
+    const deps = depsFor(handle!, { BACKUP_DIR: dir, DATABASE_URL: directUrl }, clock);
+    expect((await runBackupFull(deps)).ok).toBe(true);
+
+    const { default: postgres } = await import("postgres");
+    const other = postgres(directUrl, { max: 1, prepare: false, onnotice: () => {} });
+    try {
+      let release = () => {};
+      const gate = new Promise<void>((r) => (release = r));
+      let written = () => {};
+      const wrote = new Promise<void>((r) => (written = r));
+      const open = other.begin(async (tx) => {
+        await tx`delete from sessions where user_id = ${ids.bob}`;
+        await tx`update products set stock = 42 where id = ${ids.products[2]}`;
+        written();
+        await gate;
+      });
+      await wrote;
+      clock.advance(3600);
+      const inc1 = await runBackupIncremental(deps);
+      expect(changesOf(inc1).sessions.deleted).toBe(0);
+      release();
+      await open;
+      clock.advance(3600);
+      const inc2 = await runBackupIncremental(deps);
+      expect(changesOf(inc2).sessions.deleted).toBe(1);
+      expect(changesOf(inc2).products.rows).toBeGreaterThanOrEqual(1);
+      clock.advance(3600);
+      const inc3 = await runBackupIncremental(deps);
+      expect(changesOf(inc3).sessions.deleted).toBe(0);
+    } finally {
+      await other.end({ timeout: 5 });
+    }
+    const verified = await runRestoreVerify(deps, { keepScratch: true });
+    expect(verified).toMatchObject({ ok: true, tables: { sessions: 1, products: 3 } });
+    await expectSameAsSource(String(verified.scratchDatabase));
+  });
+
+  test("the log keeps nothing a backup saw; an incremental on an older parent whose deletions were pruned takes a full backup", async () => {
+    const db = handle!.db;
+    const ids = await seed(db);
+    const dir = await newBackupDir();
+    const clock = createTestClock(new Date("2026-11-25T02:00:00Z"));
+    const deps = depsFor(handle!, { BACKUP_DIR: dir, DATABASE_URL: directUrl }, clock);
+    expect((await runBackupFull(deps)).ok).toBe(true);
+    await db.execute(sql`delete from sessions where user_id = ${ids.bob}`);
+    clock.advance(3600);
+    const inc = await runBackupIncremental(deps);
+    expect(inc).toMatchObject({ ok: true, deletionsPruned: expect.any(Number) });
+    expect(await queryRows(db, sql`select 1 from backup_deletions where table_name <> ''`)).toEqual([]);
+
+    // The incremental's files removed by hand: its parent did not see the deletion, which is gone.
+    const newest = (await listManifests(dir)).at(-1)!;
+    await rm(join(dir, newest.file));
+    await rm(join(dir, `${newest.id}.manifest.json`));
+    clock.advance(3600);
+    const next = await runBackupIncremental(deps);
+    expect(next).toMatchObject({ ok: true, backup: { kind: "full" } });
+    expect(String(next.fellBackToFull)).toContain("pruned");
+  });
+
+  test("a rows file from before the deletion log (every key, `K` records) still replays: rows missing from its key list go", async () => {
+    const db = handle!.db;
+    const ids = await seed(db);
+    const query: Query = (text) => queryRows(db, sql.raw(text)) as never;
+    const [bobs] = await queryRows<{ id: string }>(db, sql`select id from sessions where user_id = ${ids.bob}`);
+    const lines: string[] = [];
+    for (const t of await describeTables(query)) {
+      const pk = t.primaryKey.map((c) => `'${c}', t."${c}"`).join(", ");
+      for (const r of await queryRows<{ j: string }>(db, sql.raw(`select json_build_object(${pk})::text as j from "${t.name}" t`)))
+        if (!(t.name === "sessions" && r.j.includes(bobs.id))) lines.push(`${t.name}\tK\t${r.j}`);
+    }
+    const [lamp] = await queryRows<{ j: string }>(
+      db,
+      sql`select row_to_json(t)::text as j from (select id, name, description, price, 5 as stock, created_at, updated_at from products where id = ${ids.products[0]}) t`,
+    );
+    lines.push(`products\tR\t${lamp.j}`);
+    const path = join(await newBackupDir(), "legacy.ndjson.gz");
+    await writeFile(path, gzipSync(`${lines.join("\n")}\n`));
+    const { default: postgres } = await import("postgres");
+    const client = postgres(directUrl, { max: 1, prepare: false, onnotice: () => {} });
+    try {
+      await applyRowsFile(client, path);
+    } finally {
+      await client.end({ timeout: 5 });
+    }
+    const counts = await queryRows<{ s: number; u: number; o: number; stock: number }>(
+      db,
+      sql`select (select count(*)::int from sessions) as s, (select count(*)::int from users) as u, (select count(*)::int from orders) as o,
+                 (select stock from products where id = ${ids.products[0]}) as stock`,
+    );
+    expect(counts[0]).toEqual({ s: 1, u: 2, o: 1, stock: 5 });
+  });
+
+  test("errors: a table whose deletion trigger is disabled gets a full backup instead, and says which", async () => {
+    await seed(handle!.db);
+    const deps = depsFor(handle!, { BACKUP_DIR: await newBackupDir(), DATABASE_URL: directUrl });
+    expect((await runBackupFull(deps)).ok).toBe(true);
+    const query: Query = (text) => queryRows(handle!.db, sql.raw(text)) as never;
+    expect(await untrackedTables(query, await describeTables(query))).toEqual([]);
+    await handle!.db.execute(sql`alter table sessions disable trigger backup_log_deletes`);
+    try {
+      const report = await runBackupIncremental(deps);
+      expect(report).toMatchObject({ ok: true, backup: { kind: "full" } });
+      expect(String(report.fellBackToFull)).toContain("deletions from sessions are not logged");
+    } finally {
+      await handle!.db.execute(sql`alter table sessions enable trigger backup_log_deletes`);
     }
   });
 });

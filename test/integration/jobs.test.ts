@@ -10,6 +10,7 @@ import { runPruneSessions } from "../../src/jobs/prune-sessions";
 import { createScheduler } from "../../src/jobs/scheduler";
 import { jobSchedule } from "../../src/jobs/types";
 import { createLogger } from "../../src/lib/logger";
+import { pruneExpiredSessions } from "../../src/services/sessions";
 import { createTestClock, createTestDeps } from "../support/app";
 import { getTestDatabase, onPostgres, prepareStatements, resetDatabase } from "../support/db";
 
@@ -68,6 +69,18 @@ describe("jobs: prune-sessions", () => {
     expect(report.sessionsDeleted).toBe(10);
     // 3 + 3 + 3 + 1: four bounded statements.
     expect(report.sessionBatches).toBe(4);
+    expect(await sessionIds()).toEqual([...live].sort());
+  });
+
+  test("a pause between batches waits after each full batch only, and deletes the same rows", async () => {
+    const user = await insertUser();
+    await insertSessions(user, 7, new Date(NOW.getTime() - 1_000));
+    const live = await insertSessions(user, 2, new Date(NOW.getTime() + 60_000));
+    const started = performance.now();
+    // 3 + 3 + 1: two full batches, so two pauses of 150 ms (none after the last).
+    const result = await pruneExpiredSessions(handle.db, NOW, 3, 150);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(result).toEqual({ deleted: 7, batches: 3 });
     expect(await sessionIds()).toEqual([...live].sort());
   });
 

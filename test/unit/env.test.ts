@@ -100,6 +100,33 @@ describe("env: maintenance connections and CLI commands", () => {
     expect(message).not.toContain("mysql://db.example.com");
   });
 
+  test("DATABASE_READ_URL is optional, must be a Postgres URL, and needs DATABASE_URL", () => {
+    expect(parseEnv({}).DATABASE_READ_URL).toBeUndefined();
+    const env = parseEnv({
+      DATABASE_URL: "postgres://db.example.com/shop",
+      DATABASE_READ_URL: "postgres://replica.example.com/shop",
+      DATABASE_READ_MAX_LAG_SECONDS: "5",
+      JWT_SECRET: SECRET,
+    });
+    expect(env.DATABASE_READ_URL).toBe("postgres://replica.example.com/shop");
+    expect(env.DATABASE_READ_MAX_LAG_SECONDS).toBe(5);
+    const bad = messageOf({ DATABASE_URL: "postgres://db.example.com/shop", DATABASE_READ_URL: "http://replica.example.com/shop" });
+    expect(bad).toContain("DATABASE_READ_URL must be a postgres:// or postgresql:// URL");
+    expect(bad).not.toContain("replica.example.com");
+    // The embedded database has no replica: said, not silently ignored.
+    expect(messageOf({ DATABASE_READ_URL: "postgres://replica.example.com/shop" })).toContain("DATABASE_READ_URL needs DATABASE_URL");
+  });
+
+  test("DATABASE_READ_MAX_LAG_SECONDS is 1 to 3600 and only with DATABASE_READ_URL", () => {
+    const base = { DATABASE_URL: "postgres://db.example.com/shop", DATABASE_READ_URL: "postgres://replica.example.com/shop" };
+    for (const value of ["0", "3601", "1.5", "-1", "soon"]) {
+      expect(messageOf({ ...base, DATABASE_READ_MAX_LAG_SECONDS: value })).toContain(
+        "DATABASE_READ_MAX_LAG_SECONDS must be an integer from 1 to 3600",
+      );
+    }
+    expect(messageOf({ DATABASE_URL: base.DATABASE_URL, DATABASE_READ_MAX_LAG_SECONDS: "5" })).toContain("set DATABASE_READ_URL too");
+  });
+
   test("a command that signs no token (migrate, seed, restore) needs only the database URL", () => {
     const env = parseEnv({ DATABASE_URL: "postgres://db.example.com/shop" }, { requireJwtSecret: false });
     expect(env.DATABASE_URL).toBe("postgres://db.example.com/shop");

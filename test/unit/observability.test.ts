@@ -89,3 +89,50 @@ describe("observability: security", () => {
     }
   });
 });
+
+describe("trace sampling (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG)", () => {
+  const { samplerFor } = require("../../src/observability/tracing") as typeof import("../../src/observability/tracing");
+  const { ROOT_CONTEXT, SpanKind, TraceFlags, trace } = require("@opentelemetry/api") as typeof import("@opentelemetry/api");
+  const { SamplingDecision } = require("@opentelemetry/sdk-trace") as typeof import("@opentelemetry/sdk-trace");
+  const kept = (name: string, ratio: number, traceId: string, parentSampled?: boolean) => {
+    const ctx =
+      parentSampled === undefined
+        ? ROOT_CONTEXT
+        : trace.setSpanContext(ROOT_CONTEXT, {
+            traceId,
+            spanId: "00f067aa0ba902b7",
+            traceFlags: parentSampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
+            isRemote: true,
+          });
+    return (
+      samplerFor(name, ratio).shouldSample(ctx, traceId, "GET /trpc/products.byId", SpanKind.SERVER, {}, []).decision ===
+      SamplingDecision.RECORD_AND_SAMPLED
+    );
+  };
+  // Random trace ids, as the SDK's own id generator makes them.
+  const ids = Array.from({ length: 2000 }, () => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex"));
+
+  test("happy: the default keeps every new trace; a ratio keeps about that share, decided by the trace id", () => {
+    expect(parseEnv({}).OTEL_TRACES_SAMPLER).toBe("parentbased_always_on");
+    expect(parseEnv({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.25" }).OTEL_TRACES_SAMPLER_ARG).toBe(0.25);
+    expect(ids.every((id) => kept("parentbased_always_on", 1, id))).toBe(true);
+    const share = ids.filter((id) => kept("traceidratio", 0.25, id)).length / ids.length;
+    expect(share).toBeGreaterThan(0.15);
+    expect(share).toBeLessThan(0.35);
+    // The same trace id always gets the same answer: a request's spans are kept or dropped together.
+    expect(ids.map((id) => kept("traceidratio", 0.25, id))).toEqual(ids.map((id) => kept("traceidratio", 0.25, id)));
+    expect(ids.some((id) => kept("always_off", 1, id))).toBe(false);
+  });
+
+  test("happy: parentbased_* follows the caller's sampled flag, whatever the ratio", () => {
+    expect(kept("parentbased_traceidratio", 0, ids[1], true)).toBe(true);
+    expect(kept("parentbased_always_on", 1, ids[1], false)).toBe(false);
+    expect(kept("traceidratio", 0, ids[1], true)).toBe(false);
+  });
+
+  test("error: an unknown sampler or a ratio outside 0..1 is refused with the variable's name", () => {
+    expect(() => parseEnv({ OTEL_TRACES_SAMPLER: "sometimes" })).toThrow(/OTEL_TRACES_SAMPLER must be one of always_on/);
+    expect(() => parseEnv({ OTEL_TRACES_SAMPLER_ARG: "1.5" })).toThrow(/OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1/);
+    expect(() => parseEnv({ OTEL_TRACES_SAMPLER_ARG: "half" })).toThrow(/OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1/);
+  });
+});

@@ -5,7 +5,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
 import { backupId, type Manifest, type TableState, writeManifest } from "./store";
-import { describeTables, type Query, tableStates } from "./tables";
+import { DELETION_LOG, describeTables, type Query, qualified, tableStates } from "./tables";
 
 const queryOf =
   (pg: Pick<PGlite, "query">): Query =>
@@ -27,6 +27,9 @@ export async function takePgliteBackup(pglite: PGlite, dir: string, now: Date): 
   const partial = join(dir, `${file}.partial`);
   await writeFile(partial, new Uint8Array(await dump.arrayBuffer()), { mode: 0o600 });
   await rename(partial, join(dir, file));
+  // Every embedded backup is a whole snapshot: the deletion log (kept by the same migrations as
+  // on Postgres) is never read here, so it is emptied rather than left to grow.
+  await pglite.query(`delete from ${qualified(DELETION_LOG)}`);
   return writeManifest(dir, { format: 1, id, kind: "full", engine: "pglite", createdAt: now.toISOString(), chain: id, file, tables });
 }
 

@@ -59,17 +59,19 @@ export async function restoreBackup(opts: RestoreOptions): Promise<RestoreReport
   if (corrupted.length) return { ok: false, chain: ids, problems: corrupted };
 
   let tables: Record<string, TableState>;
+  let problems: string[];
   if (opts.targetUrl) {
     try {
-      tables = await restoreInto(opts.targetUrl, opts.backupDir, chain, { force: opts.force });
+      // Checked step by step against each backup's manifest (see restoreInto).
+      ({ tables, problems } = await restoreInto(opts.targetUrl, opts.backupDir, chain, { force: opts.force }));
     } catch (error) {
       if (error instanceof RestoreTargetNotEmptyError) throw new RestoreRefusedError(error.message);
       throw error;
     }
   } else {
     tables = await restoreEmbedded(opts.pgdataDir!, join(opts.backupDir, chain.at(-1)!.file), opts.force);
+    problems = compareTables(chain.at(-1)!.tables, tables);
   }
-  const problems = compareTables(chain.at(-1)!.tables, tables);
   return {
     ok: problems.length === 0,
     chain: ids,
