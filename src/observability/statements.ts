@@ -172,26 +172,21 @@ export function observePostgresClient(client: PostgresClient, observer: Statemen
       };
       return lazy;
     };
-    return new Proxy(sql, {
-      get(target, prop, receiver) {
-        if (prop === "unsafe") return unsafe;
-        if (prop === "begin") {
-          return (...args: unknown[]) => {
-            const fn = args.pop() as (tx: PostgresClient) => unknown;
-            return (target.begin as (...a: unknown[]) => unknown)(...args, (tx: PostgresClient) => fn(wrap(tx)));
-          };
-        }
-        if (prop === "savepoint") {
-          return (...args: unknown[]) => {
-            const fn = args.pop() as (tx: PostgresClient) => unknown;
-            return (target as unknown as { savepoint: (...a: unknown[]) => unknown }).savepoint(...args, (tx: PostgresClient) =>
-              fn(wrap(tx)),
-            );
-          };
-        }
-        return Reflect.get(target, prop, receiver);
-      },
-    });
+    // An object that inherits the client (its options, parsers and methods: closures that do not
+    // use `this`) with three methods of its own; no Proxy trap on every property Drizzle reads.
+    const begin = sql.begin as unknown as (...a: unknown[]) => unknown;
+    const savepoint = (sql as unknown as { savepoint?: (...a: unknown[]) => unknown }).savepoint;
+    const inTx =
+      (method: (...a: unknown[]) => unknown) =>
+      (...args: unknown[]) => {
+        const fn = args.pop() as (tx: PostgresClient) => unknown;
+        return method(...args, (tx: PostgresClient) => fn(wrap(tx)));
+      };
+    return Object.assign(Object.create(sql) as object, {
+      unsafe,
+      begin: inTx(begin),
+      ...(savepoint ? { savepoint: inTx(savepoint) } : {}),
+    }) as unknown as PostgresClient;
   };
   return wrap(client);
 }
