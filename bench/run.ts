@@ -432,26 +432,20 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
     const pg = await run(spec.pgbench, own);
     result.pgbench = { ...pg, kind: spec.pgbench, clients: opts.poolMax };
     log(`${name}: pgbench ${spec.pgbench} (${pg.mode}) ${pg.tps.toFixed(0)} tps (avg ${pg.latencyAvgMs} ms, ${pg.failed} failed)`);
-    if (name === "create") {
-      // Each statement shape in both modes: the service's plain transaction and the old single
-      // CTE, unnamed (as through PgBouncer) and prepared (named statements, direct).
-      const other = own === "extended" ? "prepared" : "extended";
-      const extra = [
-        { ...(await run("order", other)), kind: "order" as PgbenchScript, clients: opts.poolMax },
-        { ...(await run("order-cte", "extended")), kind: "order-cte" as PgbenchScript, clients: opts.poolMax },
-        { ...(await run("order-cte", "prepared")), kind: "order-cte" as PgbenchScript, clients: opts.poolMax },
-      ];
-      result.extraPgbench = extra;
-      for (const x of extra) log(`${name}: pgbench ${x.kind} (${x.mode}) ${x.tps.toFixed(0)} tps`);
-    }
-    if (name === "login") {
-      // The service's two login statements in the other mode, and the plain lookup and insert in both.
-      const other = own === "extended" ? "prepared" : "extended";
-      const extra = [
-        { ...(await run("login", other)), kind: "login" as PgbenchScript, clients: opts.poolMax },
-        { ...(await run("login-plain", "extended")), kind: "login-plain" as PgbenchScript, clients: opts.poolMax },
-        { ...(await run("login-plain", "prepared")), kind: "login-plain" as PgbenchScript, clients: opts.poolMax },
-      ];
+    // Each statement shape in both modes: the scenario's own shape in the other mode, and the
+    // shape it is compared with (the old single CTE for create, the plain lookup and insert for
+    // login) unnamed (as through PgBouncer) and prepared (named statements, direct).
+    const other = own === "extended" ? "prepared" : "extended";
+    const compared = ({ create: "order-cte", login: "login-plain" } as Partial<Record<string, PgbenchScript>>)[name];
+    if (compared) {
+      const extra: NonNullable<typeof result.extraPgbench> = [];
+      for (const [kind, mode] of [
+        [spec.pgbench, other],
+        [compared, "extended"],
+        [compared, "prepared"],
+      ] as const) {
+        extra.push({ ...(await run(kind, mode)), kind, clients: opts.poolMax });
+      }
       result.extraPgbench = extra;
       for (const x of extra) log(`${name}: pgbench ${x.kind} (${x.mode}) ${x.tps.toFixed(0)} tps`);
     }
