@@ -26,19 +26,25 @@ const SAMPLES = arg("samples", 200);
 const PRODUCTS = 1000;
 const CHUNK = 100_000;
 const keep = process.argv.includes("--keep");
+// --database=NAME: rehearse on an existing, loaded database of the server BENCH_DIRECT_DATABASE_URL
+// names (the scale-orders bench's N-order database) instead of loading one; it is partitioned in
+// place and left so, and the copy made for the "before" side is dropped at the end.
+const existing = process.argv.find((a) => a.startsWith("--database="))?.split("=")[1];
+if (existing !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(existing))
+  throw new Error("--database must be a plain lower-case database name");
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
-const bench = await openBenchDatabase(log);
-let direct = postgres(bench.directUrl, { max: 1, prepare: false, onnotice: () => {} });
-// A copy of the loaded database that stays in the design's shape: the "before" side, sampled
-// interleaved with the partitioned database in the same minutes, so load swings on a shared
-// machine hit both sides alike.
-const plainName = `${bench.name}_plain`;
 const withDb = (url: string, name: string) => {
   const u = new URL(url);
   u.pathname = `/${name}`;
   return u.toString();
 };
+const bench = existing ? await givenDatabase(existing) : await openBenchDatabase(log);
+let direct = postgres(bench.directUrl, { max: 1, prepare: false, onnotice: () => {} });
+// A copy of the loaded database that stays in the design's shape: the "before" side, sampled
+// interleaved with the partitioned database in the same minutes, so load swings on a shared
+// machine hit both sides alike.
+const plainName = `${bench.name}_plain`;
 let plainCreated = false;
 const out: string[] = [];
 const say = (line = "") => {
@@ -46,40 +52,44 @@ const say = (line = "") => {
 };
 
 try {
-  const migrator = await createPostgresDatabase({ url: bench.directUrl, poolMax: 1, prepare: false });
-  await runMigrations(migrator.db);
-  await migrator.close();
+  if (!existing) {
+    const migrator = await createPostgresDatabase({ url: bench.directUrl, poolMax: 1, prepare: false });
+    await runMigrations(migrator.db);
+    await migrator.close();
+  }
   await direct.unsafe("set statement_timeout = 0");
   const statementsOn = await enableStatementStats(direct);
 
   // --- data, set-based: ids derived from a number so orders can pick skewed customers in SQL
   const loadStarted = performance.now();
-  await direct.unsafe(
-    `insert into users (id, email, password_hash, role)
+  if (!existing) await loadData();
+  async function loadData() {
+    await direct.unsafe(
+      `insert into users (id, email, password_hash, role)
      select md5('bench-user-' || g)::uuid, 'bulk-' || g || '@example.com', 'not a hash', 'customer' from generate_series(1, ${CUSTOMERS}) g`,
-  );
-  await direct.unsafe(
-    `insert into products (id, name, price, stock)
+    );
+    await direct.unsafe(
+      `insert into products (id, name, price, stock)
      select md5('bench-product-' || g)::uuid, 'product ' || g, 1 + (g % 50), 1000000000 from generate_series(1, ${PRODUCTS}) g`,
-  );
-  const [{ start }] = await direct.unsafe<{ start: string }[]>(
-    "select to_char((now() at time zone 'utc') - interval '2 years', 'YYYY-MM-DD HH24:MI:SS') as start",
-  );
-  const span = 2 * 365 * 86_400 - 3600;
-  // Bulk-load speed: no per-row foreign-key triggers (the data is consistent by construction) and
-  // the secondary indexes built once at the end instead of row by row.
-  const secondary = await direct.unsafe<{ name: string; def: string }[]>(
-    `select c.relname as name, pg_get_indexdef(i.indexrelid) as def from pg_index i join pg_class c on c.oid = i.indexrelid
+    );
+    const [{ start }] = await direct.unsafe<{ start: string }[]>(
+      "select to_char((now() at time zone 'utc') - interval '2 years', 'YYYY-MM-DD HH24:MI:SS') as start",
+    );
+    const span = 2 * 365 * 86_400 - 3600;
+    // Bulk-load speed: no per-row foreign-key triggers (the data is consistent by construction) and
+    // the secondary indexes built once at the end instead of row by row.
+    const secondary = await direct.unsafe<{ name: string; def: string }[]>(
+      `select c.relname as name, pg_get_indexdef(i.indexrelid) as def from pg_index i join pg_class c on c.oid = i.indexrelid
       where i.indrelid in ('orders'::regclass, 'order_items'::regclass) and not i.indisprimary and not i.indisunique`,
-  );
-  for (const i of secondary) await direct.unsafe(`drop index ${i.name}`);
-  await direct.unsafe("set session_replication_role = replica");
-  const bar = progressBar("orders", ORDERS);
-  for (let a = 0; a < ORDERS; a += CHUNK) {
-    const b = Math.min(ORDERS, a + CHUNK);
-    // created_at grows with g (plus jitter within a slot): the heap is in time order, as a real
-    // shop's is; customers follow random()^3, so customer 1 holds a few percent of all orders.
-    await direct.unsafe(`
+    );
+    for (const i of secondary) await direct.unsafe(`drop index ${i.name}`);
+    await direct.unsafe("set session_replication_role = replica");
+    const bar = progressBar("orders", ORDERS);
+    for (let a = 0; a < ORDERS; a += CHUNK) {
+      const b = Math.min(ORDERS, a + CHUNK);
+      // created_at grows with g (plus jitter within a slot): the heap is in time order, as a real
+      // shop's is; customers follow random()^3, so customer 1 holds a few percent of all orders.
+      await direct.unsafe(`
       with s as (
         select g, random() as r, '${start}'::timestamp + (${span}::float8 * (g + random()) / ${ORDERS}) * interval '1 second' as ts
           from generate_series(${a}, ${b - 1}) g),
@@ -97,17 +107,20 @@ try {
           from o cross join lateral generate_series(1, 1 + abs(hashtext(o.id::text || 'n')::bigint) % 5) k)
       insert into order_idempotency_keys (user_id, key, request_hash, order_id, created_at)
       select user_id, 'bulk-' || id, repeat('0', 64), id, created_at from o where abs(hashtext(id::text)::bigint) % 10 = 0`);
-    bar.update(b);
+      bar.update(b);
+    }
+    bar.finish();
+    await direct.unsafe("set session_replication_role = origin");
+    log("indexes");
+    for (const i of secondary) await direct.unsafe(i.def);
+    log("vacuum analyze");
+    for (const t of ["users", "products", "orders", "order_items", "order_idempotency_keys"]) await direct.unsafe(`vacuum analyze ${t}`);
   }
-  bar.finish();
-  await direct.unsafe("set session_replication_role = origin");
-  log("indexes");
-  for (const i of secondary) await direct.unsafe(i.def);
-  log("vacuum analyze");
-  for (const t of ["users", "products", "orders", "order_items", "order_idempotency_keys"]) await direct.unsafe(`vacuum analyze ${t}`);
   const loadSeconds = (performance.now() - loadStarted) / 1000;
-  const [counts] = await direct.unsafe<{ orders: number; items: number; keys: number; heavy: string; heavy_n: number; db: string }[]>(
-    `select (select count(*) from orders)::int as orders, (select count(*) from order_items)::int as items,
+  const [counts] = await direct.unsafe<
+    { orders: number; items: number; keys: number; customers: number; heavy: string; heavy_n: number; db: string }[]
+  >(
+    `select (select count(*) from orders)::int as orders, (select count(*) from users)::int as customers, (select count(*) from order_items)::int as items,
             (select count(*) from order_idempotency_keys)::int as keys,
             (select user_id::text from orders group by user_id order by count(*) desc limit 1) as heavy,
             (select count(*) from orders group by user_id order by count(*) desc limit 1)::int as heavy_n,
@@ -121,13 +134,18 @@ try {
     );
   const sizesBefore = await sizes();
   const [{ id: samplerId }] = await direct.unsafe<{ id: string }[]>(
-    "insert into users (email, password_hash) values ('sampler@example.com', 'not a hash') returning id::text as id",
+    `insert into users (email, password_hash) values ('sampler-${Date.now()}@example.com', 'not a hash') returning id::text as id`,
   );
   const [{ old }] = await direct.unsafe<{ old: string }[]>("select id::text as old from orders order by created_at limit 1 offset 1000");
   log(`copying the database to ${plainName}`);
   const cloneStarted = performance.now();
   await direct.end({ timeout: 5 });
   const server = postgres(withDb(bench.directUrl, "postgres"), { max: 1, prepare: false, onnotice: () => {} });
+  // A template must have no other session: the pooler's idle server connections (a database
+  // that served the service before, as the scale-orders one did) are closed first.
+  await server.unsafe("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", [
+    bench.name,
+  ]);
   await server.unsafe(`create database ${plainName} template ${bench.name}`);
   plainCreated = true;
   await server.end({ timeout: 5 });
@@ -149,10 +167,16 @@ try {
   const sampler = { id: samplerId, role: "customer" as const };
   const heavy = { id: counts.heavy, role: "customer" as const };
   const admin = { id: samplerId, role: "admin" as const };
-  const items = [
-    { productId: md5uuid("bench-product-1"), quantity: 1 },
-    { productId: md5uuid("bench-product-2"), quantity: 1 },
-  ];
+  const items = existing
+    ? (await direct.unsafe<{ id: string }[]>("select id::text as id from products where stock > 1000000 order by id limit 2")).map((p) => ({
+        productId: p.id,
+        quantity: 1,
+      }))
+    : [
+        { productId: md5uuid("bench-product-1"), quantity: 1 },
+        { productId: md5uuid("bench-product-2"), quantity: 1 },
+      ];
+  if (items.length < 2) throw new Error("the database needs two products with more than 1,000,000 in stock for the sampler's orders");
   // Same data on both sides (a copy), so the same customer, cursor and order id.
   let cursor20: string | null = null;
   for (let p = 0; p < 19; p++) cursor20 = (await listOrders(db, heavy, { limit: 20, cursor: cursor20 })).nextCursor;
@@ -241,13 +265,15 @@ try {
   // --- the report
   say(`# Partitioning rehearsal: ${ORDERS.toLocaleString("en")} orders over two years`);
   say();
-  say(`Command: \`npm run bench:partition${ORDERS !== 2_000_000 ? ` -- --orders=${ORDERS}` : ""}\``);
+  say(
+    `Command: \`npm run bench:partition${existing ? ` -- --database=${existing}` : ORDERS !== 2_000_000 ? ` -- --orders=${ORDERS}` : ""}\``,
+  );
   say(
     `(own Postgres 15 + PgBouncer from .ci/pg.sh unless BENCH_DATABASE_URL/BENCH_DIRECT_DATABASE_URL are set; this run: ${bench.ownServer ? "own server" : "given server"})`,
   );
   say();
   say(
-    `Data: ${counts.orders.toLocaleString("en")} orders, ${counts.items.toLocaleString("en")} items, ${counts.keys.toLocaleString("en")} idempotency keys, ${CUSTOMERS.toLocaleString("en")} customers (the heaviest has ${counts.heavy_n.toLocaleString("en")} orders); loaded with set-based SQL in ${loadSeconds.toFixed(0)} s; database ${counts.db} before, ${dbAfter} after.`,
+    `Data: ${counts.orders.toLocaleString("en")} orders, ${counts.items.toLocaleString("en")} items, ${counts.keys.toLocaleString("en")} idempotency keys, ${existing ? `${counts.customers.toLocaleString("en")} users` : `${CUSTOMERS.toLocaleString("en")} customers`} (the heaviest has ${counts.heavy_n.toLocaleString("en")} orders); ${existing ? `the existing database ${existing} (its own data, loaded before)` : `loaded with set-based SQL in ${loadSeconds.toFixed(0)} s`}; database ${counts.db} before, ${dbAfter} after.`,
   );
   say(
     `Sizes before: ${sizesBefore.map((s) => `${s.name} ${s.size}`).join(", ")}. After: ${sizesAfter.map((s) => `${s.name} ${s.size}`).join(", ")}.`,
@@ -331,6 +357,14 @@ try {
     }
     await bench.teardown();
   }
+}
+
+/** The loaded database `name` on the server BENCH_DIRECT_DATABASE_URL / BENCH_DATABASE_URL name. */
+async function givenDatabase(name: string) {
+  const pooled = process.env.BENCH_DATABASE_URL;
+  const direct = process.env.BENCH_DIRECT_DATABASE_URL ?? pooled;
+  if (!pooled || !direct) throw new Error("--database needs BENCH_DATABASE_URL (through the pooler) and BENCH_DIRECT_DATABASE_URL");
+  return { name, pooledUrl: withDb(pooled, name), directUrl: withDb(direct, name), ownServer: false, teardown: async () => {} };
 }
 
 type Snapshot = Map<string, { calls: number; plan: number; exec: number; query: string }>;

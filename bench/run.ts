@@ -135,6 +135,8 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/** The named variables that are set in the bench's own environment, to hand on to the service. */
+const fromShell = (...names: string[]) => Object.fromEntries(names.flatMap((n) => (process.env[n] ? [[n, process.env[n] as string]] : [])));
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
 // --- statistics ---------------------------------------------------------------------------------
@@ -866,7 +868,13 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   const lines: string[] = [];
   lines.push("");
   lines.push(
-    `mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service with its request log (default LOG_LEVEL)`,
+    `mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service ${
+      Object.keys(fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS")).length
+        ? `with ${Object.entries(fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS"))
+            .map(([k, v]) => `${k}=${v}`)
+            .join(", ")} from the shell (not as deployed)`
+        : "with its request log (default LOG_LEVEL)"
+    }`,
   );
   lines.push("");
   lines.push(
@@ -1038,8 +1046,9 @@ async function main() {
       cmd: opts.profile
         ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dataDir, "profile")}`, opts.serviceEntry]
         : [process.execPath, "run", opts.serviceEntry],
-      // TRPC_FAST_PATH from the shell, to measure the service with the fast path off.
-      env: { ...common, PORT: String(servicePort), ...(process.env.TRPC_FAST_PATH ? { TRPC_FAST_PATH: process.env.TRPC_FAST_PATH } : {}) },
+      // TRPC_FAST_PATH, LOG_LEVEL and METRICS from the shell, to measure what each layer costs
+      // (the fast path off, the request log off, the metrics off).
+      env: { ...common, PORT: String(servicePort), ...fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS") },
       port: servicePort,
       healthPath: "/health",
       logFile: join(dataDir, "service.log"),

@@ -48,6 +48,8 @@ interface Options {
   customers: number;
   products: number;
   label: string;
+  /** Rehearse `partition-orders` on the N-order database at the end (bench/partition.ts --database). */
+  partition: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -57,11 +59,11 @@ function parseOptions(argv: string[]): Options {
     const [k, v] = arg.slice(2).split("=", 2);
     flags.set(k, v ?? "true");
   }
-  const known = ["orders", "sessions", "smoke", "duration", "rounds", "samples", "before", "after", "label", "help"];
+  const known = ["orders", "sessions", "smoke", "duration", "rounds", "samples", "before", "after", "label", "partition", "help"];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k} for scale-orders (see bench/README.md)`);
   if (flags.has("help")) {
     console.log(
-      "npm run bench -- scale-orders [--orders=N] [--smoke] [--sessions=N] [--duration=S] [--rounds=N] [--samples=N] [--before=S] [--after=S] [--label=NAME]",
+      "npm run bench -- scale-orders [--orders=N] [--smoke] [--sessions=N] [--duration=S] [--rounds=N] [--samples=N] [--before=S] [--after=S] [--label=NAME] [--partition]",
     );
     process.exit(0);
   }
@@ -86,6 +88,7 @@ function parseOptions(argv: string[]): Options {
     connections: 32,
     customers: smoke ? 8 : 64,
     products: smoke ? 100 : 1000,
+    partition: flags.has("partition"),
     label: (flags.get("label") ?? `scale-orders-${orders}`).replace(/[^A-Za-z0-9_-]/g, "-"),
   };
 }
@@ -985,6 +988,9 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
     log(`== at ${opts.orders.toLocaleString("en")} orders`);
     report.atN = atN = {};
     await runPhase(run, { label: "full", name: db.name, directUrl: db.directUrl, pooledUrl: db.pooledUrl }, atN);
+    save();
+    // 5. The partitioning rehearsal on the N-order database (last: it changes the tables' shape).
+    if (opts.partition) report.partition = await rehearsePartitioning(db, opts, dataDir, warnings);
     report.complete = true;
   } catch (error) {
     code = 1;
@@ -1003,7 +1009,10 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
     for (const s of liveServices) await s.stop().catch(() => {});
     const totals = { wallSeconds: round((performance.now() - t0) / 1000, 0)!, logs: dataDir };
     report.totals = totals;
-    const text = markdown(opts, shape, load, at0, atN, totals, warnings, report.distribution as Record<string, unknown> | undefined);
+    const partition = report.partition as { markdown?: string } | undefined;
+    const text =
+      markdown(opts, shape, load, at0, atN, totals, warnings, report.distribution as Record<string, unknown> | undefined) +
+      (partition?.markdown ? `\n\n${partition.markdown.replace(/^# /m, "## ").replace(/^## (?!Partitioning)/gm, "### ")}\n` : "");
     console.log(text);
     save();
     log(`results written to ${jsonFile}`);
@@ -1018,4 +1027,31 @@ export async function runScaleOrders(argv: string[]): Promise<number> {
     await dropEmpty().catch(() => {});
     await db.teardown();
   }
+}
+
+/**
+ * `npm run bench:partition -- --database=<the N-order database>` in its own process: the
+ * migration on this data while a client keeps ordering, then both shapes sampled interleaved.
+ */
+async function rehearsePartitioning(
+  db: { name: string; pooledUrl: string; directUrl: string },
+  opts: Options,
+  dataDir: string,
+  warnings: string[],
+) {
+  log(`== partitioning rehearsal on ${db.name}`);
+  const t = performance.now();
+  const logFile = join(dataDir, "partition.log");
+  const proc = Bun.spawn([process.execPath, "bench/partition.ts", `--database=${db.name}`, `--samples=${opts.samples}`], {
+    cwd: repoRoot,
+    env: { ...process.env, BENCH_DATABASE_URL: db.pooledUrl, BENCH_DIRECT_DATABASE_URL: db.directUrl },
+    stdout: "pipe",
+    stderr: Bun.file(logFile),
+  });
+  const markdownText = await new Response(proc.stdout).text();
+  const exitCode = await proc.exited;
+  const seconds = round((performance.now() - t) / 1000, 1);
+  if (exitCode !== 0) warnings.push(`the partitioning rehearsal failed (exit ${exitCode}); its log: ${logFile}`);
+  log(`partitioning rehearsal: ${seconds} s, exit ${exitCode}`);
+  return { seconds, ok: exitCode === 0, markdown: markdownText.trim() };
 }
