@@ -135,6 +135,8 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/** Layers of the service that can be switched off from the shell, to measure what each costs. */
+const SHELL_KNOBS = ["TRPC_FAST_PATH", "LOG_LEVEL", "METRICS", "LOG_SLOW_QUERY_MS"];
 /** The named variables that are set in the bench's own environment, to hand on to the service. */
 const fromShell = (...names: string[]) => Object.fromEntries(names.flatMap((n) => (process.env[n] ? [[n, process.env[n] as string]] : [])));
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -869,8 +871,8 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   lines.push("");
   lines.push(
     `mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service ${
-      Object.keys(fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS")).length
-        ? `with ${Object.entries(fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS"))
+      Object.keys(fromShell(...SHELL_KNOBS)).length
+        ? `with ${Object.entries(fromShell(...SHELL_KNOBS))
             .map(([k, v]) => `${k}=${v}`)
             .join(", ")} from the shell (not as deployed)`
         : "with its request log (default LOG_LEVEL)"
@@ -1046,9 +1048,9 @@ async function main() {
       cmd: opts.profile
         ? [process.execPath, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(dataDir, "profile")}`, opts.serviceEntry]
         : [process.execPath, "run", opts.serviceEntry],
-      // TRPC_FAST_PATH, LOG_LEVEL and METRICS from the shell, to measure what each layer costs
-      // (the fast path off, the request log off, the metrics off).
-      env: { ...common, PORT: String(servicePort), ...fromShell("TRPC_FAST_PATH", "LOG_LEVEL", "METRICS") },
+      // SHELL_KNOBS from the shell, to measure what each layer costs (the fast path, the request
+      // log, the metrics, the slow-statement log off).
+      env: { ...common, PORT: String(servicePort), ...fromShell(...SHELL_KNOBS) },
       port: servicePort,
       healthPath: "/health",
       logFile: join(dataDir, "service.log"),
