@@ -18,7 +18,7 @@ import { setStock } from "../src/services/inventory";
 import { createProduct } from "../src/services/products";
 import { listProductsStatement, ORDER_TAKE_STOCK } from "./baseline-sql";
 import { BENCH_PASSWORD, type Customer, loadCustomers, loadProducts, loadScaleCatalog, writeKeyTables } from "./lib/load";
-import { type PgbenchData, type PgbenchResult, type PgbenchScript, runPgbench } from "./lib/pgbench";
+import { LOGIN_STATEMENTS, type LoginStatement, type PgbenchData, type PgbenchResult, type PgbenchScript, runPgbench } from "./lib/pgbench";
 import {
   type BenchDatabase,
   diffStatements,
@@ -226,6 +226,8 @@ interface HttpScenarioResult {
   statementsPerRequestBySide?: { service: number; baseline: number; plain: number };
   pgbench?: PgbenchResult & { kind: PgbenchScript; clients: number };
   extraPgbench?: (PgbenchResult & { kind: PgbenchScript; clients: number; mode?: string })[];
+  /** login: each of its statements alone under pgbench, with Postgres CPU per statement. */
+  loginStatements?: { kind: LoginStatement; mode: string; tps: number; failed: number; postgresUs: number | null }[];
   statementsPerRequest?: {
     service: number;
     baseline: number;
@@ -452,6 +454,20 @@ async function runHttpScenario(ctx: Ctx, name: HttpName): Promise<HttpScenarioRe
       }
       result.extraPgbench = extra;
       for (const x of extra) log(`${name}: pgbench ${x.kind} (${x.mode}) ${x.tps.toFixed(0)} tps`);
+    }
+    if (name === "login") {
+      // Where the login's Postgres time goes: each statement alone, in the run's own mode, with
+      // the Postgres CPU it cost per transaction (the harness's server only).
+      const parts: NonNullable<HttpScenarioResult["loginStatements"]> = [];
+      for (const kind of LOGIN_STATEMENTS) {
+        const t0 = ctx.db.serverCpuTicks();
+        const r = await run(kind, own);
+        const t1 = ctx.db.serverCpuTicks();
+        const postgresUs = t0 && t1 ? round(((t1.postgres - t0.postgres) * TICK_US) / Math.max(1, r.transactions), 0) : null;
+        parts.push({ kind, mode: r.mode, tps: r.tps, failed: r.failed, postgresUs });
+        log(`login: pgbench ${kind} (${r.mode}) ${r.tps.toFixed(0)} tps, Postgres ${postgresUs ?? "?"} µs CPU per statement`);
+      }
+      result.loginStatements = parts;
     }
   }
   if (name === "login" && hashCeiling) {
@@ -913,6 +929,18 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
       .filter((x) => x)
       .map((x) => `${fmt(x!.tps)} (${x!.kind}, ${(x as { mode?: string }).mode ?? ""})`);
     lines.push(`| ${name} | ${st ? `${st.service} / ${st.baseline} / ${st.plain}` : "—"} | ${pgs.join("; ") || "—"} |`);
+  }
+  const parts = (results.login as HttpScenarioResult | undefined)?.loginStatements;
+  if (parts?.length) {
+    lines.push("");
+    lines.push(
+      `login, statement by statement (pgbench, ${parts[0].mode}, each alone): ${parts
+        .map(
+          (x) =>
+            `${x.kind} ${fmt(x.tps)} tps${x.postgresUs === null ? "" : `, ${fmt(x.postgresUs)} µs Postgres CPU`}${x.failed ? `, ${x.failed} failed` : ""}`,
+        )
+        .join("; ")}`,
+    );
   }
   if (ctx.db.ownServer) {
     lines.push("");

@@ -37,7 +37,14 @@ function bind(text: string, exprs: Record<number, string>): string {
 
 const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
 
-export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte" | "login" | "login-plain";
+export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte" | "login" | "login-plain" | LoginStatement;
+/**
+ * The login's statements one at a time, to say where its Postgres time goes: the service's
+ * count-and-account and forgive-audit-session statements, the plain lookup and insert.
+ */
+export const LOGIN_STATEMENTS = ["login-count", "login-write", "login-lookup", "login-insert"] as const;
+export type LoginStatement = (typeof LOGIN_STATEMENTS)[number];
+const isLoginStatement = (kind: PgbenchScript): kind is LoginStatement => (LOGIN_STATEMENTS as readonly string[]).includes(kind);
 
 export interface PgbenchData {
   sessions: { sessionId: string; userId: string; email: string }[];
@@ -132,7 +139,11 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         break;
       }
       case "login":
-      case "login-plain": {
+      case "login-plain":
+      case "login-count":
+      case "login-write":
+      case "login-lookup":
+      case "login-insert": {
         // A right password's statements, the argon2 verify between them left out (it is CPU of
         // the server, not of Postgres): the service's two, or the plain lookup and insert.
         const s = data.sessions[k % data.sessions.length];
@@ -141,14 +152,10 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         vars[`u${k}`] = s.userId;
         Object.assign(vars, { zero: "0", ak: "ip:127.0.0.1", floor: "2000-01-01 00:00:00", later: "2999-01-01 00:00:00" });
         Object.assign(vars, { action: "auth.login", user: "user", ip: "127.0.0.1", rid: "pgbench", details: "{}" });
-        if (kind === "login-plain") {
-          scripts.push(
-            [
-              `${oneLine(bind(PLAIN_USER_BY_EMAIL, { 1: `:e${k}` }))};`,
-              `${oneLine(bind(PLAIN_SESSION_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: "md5(random()::text)", 4: ":later", 5: ":now" }))};`,
-              "",
-            ].join("\n"),
-          );
+        const lookup = `${oneLine(bind(PLAIN_USER_BY_EMAIL, { 1: `:e${k}` }))};`;
+        const insert = `${oneLine(bind(PLAIN_SESSION_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: "md5(random()::text)", 4: ":later", 5: ":now" }))};`;
+        if (kind === "login-plain" || kind === "login-lookup" || kind === "login-insert") {
+          scripts.push([...(kind === "login-insert" ? [] : [lookup]), ...(kind === "login-lookup" ? [] : [insert]), ""].join("\n"));
           break;
         }
         const count = bind(LOGIN_COUNT_AND_ACCOUNT, {
@@ -185,7 +192,10 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           15: ":later",
           16: ":now",
         });
-        scripts.push([`${oneLine(count)};`, `${oneLine(session)};`, ""].join("\n"));
+        const both = [`${oneLine(count)};`, `${oneLine(session)};`];
+        scripts.push(
+          [...(isLoginStatement(kind) ? both.slice(kind === "login-count" ? 0 : 1, kind === "login-count" ? 1 : 2) : both), ""].join("\n"),
+        );
         break;
       }
       case "order-cte": {

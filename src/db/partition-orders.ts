@@ -90,6 +90,8 @@ export interface OrdersState {
   bytes: Record<string, number>;
   references: Reference[];
   orderIds: boolean;
+  /** order_ids, or the partitioned orders, without the backups' deletion triggers (migration 0008). */
+  untrackedDeletions: string[];
   syncTrigger: boolean;
   idKeyIndex: "absent" | "invalid" | "valid";
   boundCheck?: { bound: string; validated: boolean };
@@ -249,6 +251,13 @@ export async function readState(sql: Sql, opts: Pick<PartitionOptions, "monthsAh
         [ORDER_IDS_FK, pub(ORDER_IDS)],
       )
     : undefined;
+  // Tables this script made (or reshaped) whose deletions the backups' log does not see yet.
+  const untracked = await sql.unsafe<{ t: string }[]>(
+    `select t from unnest($1::text[]) t
+      where to_regprocedure('public.backup_track_deletions(regclass)') is not null and to_regclass('public.' || quote_ident(t)) is not null
+        and not exists (select 1 from pg_trigger where tgrelid = to_regclass('public.' || quote_ident(t)) and tgname = $2)`,
+    [shape === "partitioned" ? [ORDERS, ORDER_IDS] : [ORDER_IDS], DELETION_TRIGGERS[0]],
+  );
   const trigger = await one<{ n: number }>(
     sql,
     "select count(*)::int as n from pg_trigger where tgname = $1 and tgrelid = to_regclass($2) and tgparentid = 0",
@@ -333,6 +342,7 @@ export async function readState(sql: Sql, opts: Pick<PartitionOptions, "monthsAh
     bytes,
     references,
     orderIds,
+    untrackedDeletions: untracked.map((u) => u.t),
     syncTrigger: trigger.n > 0,
     idKeyIndex: index ? (index.valid ? "valid" : "invalid") : "absent",
     boundCheck: check && checkBound ? { bound: checkBound, validated: check.validated } : undefined,
@@ -390,6 +400,17 @@ begin
 end $$`;
 }
 
+/** The triggers `backup_track_deletions` (migration 0008) creates. */
+const DELETION_TRIGGERS = ["backup_log_deletes", "backup_log_truncates"] as const;
+/**
+ * Logs the table's deletions for incremental backups, as every table of the migrations does
+ * (migration 0008); a no-op when already done, or on a database without the deletion log.
+ */
+const trackDeletions = (table: string) =>
+  `select public.backup_track_deletions(${lit(`public.${table}`)}::regclass)
+    where to_regprocedure('public.backup_track_deletions(regclass)') is not null
+      and not exists (select 1 from pg_trigger where tgrelid = ${lit(`public.${table}`)}::regclass and tgname = ${lit(DELETION_TRIGGERS[0])})`;
+
 const syncTrigger = (table: string) =>
   `create or replace trigger ${q(SYNC)} after insert on ${pub(table)} for each row execute function public.${q(SYNC)}()`;
 
@@ -415,9 +436,12 @@ function migrationPlan(s: OrdersState, opts: Omit<PartitionOptions, "log">): Ste
       `create table if not exists ${pub(ORDER_IDS)} (id uuid not null, created_at timestamp not null, constraint ${q(`${ORDER_IDS}_pkey`)} primary key (id))`,
       `comment on table ${pub(ORDER_IDS)} is ${lit("Added by npm run partition-orders: one row per order; its primary key keeps orders.id unique across partitions, and order_items and order_idempotency_keys reference it")}`,
       ...s.grants.map((g) => `grant ${g.replace("%s", pub(ORDER_IDS))}`),
+      trackDeletions(ORDER_IDS),
     ],
     done: s.orderIds ? `${ORDER_IDS} exists` : undefined,
   });
+  // An interrupted run of a version of this script that made order_ids without the triggers.
+  if (s.orderIds && s.untrackedDeletions.includes(ORDER_IDS)) steps.push(deletionLogStep([ORDER_IDS], "before the swap (online)"));
   steps.push({
     title: `unique index on ${ORDERS} (id, created_at), built concurrently (the future primary key of ${HISTORY})`,
     phase: "before the swap (online)",
@@ -581,6 +605,14 @@ function swapStatements(s: OrdersState): string[] {
     );
   }
   out.push(`create table ${pub(DEFAULT_PARTITION)} partition of ${pub(ORDERS)} default`, syncTrigger(ORDERS));
+  // The backups' deletion log (migration 0008): the new parent logs every delete issued through
+  // it (a partition's own statement triggers would not fire for those); the old table's pair,
+  // now a partition's, would log under a name no backup reads.
+  out.push(
+    `drop trigger if exists ${q(DELETION_TRIGGERS[0])} on ${pub(HISTORY)}`,
+    `drop trigger if exists ${q(DELETION_TRIGGERS[1])} on ${pub(HISTORY)}`,
+    trackDeletions(ORDERS),
+  );
   out.push(
     `alter table ${pub(ORDER_IDS)} add constraint ${q(ORDER_IDS_FK)} foreign key (id, created_at) references ${pub(ORDERS)} (id, created_at) on delete cascade on update cascade not valid`,
   );
@@ -621,6 +653,17 @@ async function validateOrderIds(sql: Sql) {
   }
 }
 
+/** The backups' deletion triggers for tables an earlier run of this script left without them. */
+function deletionLogStep(tables: string[], phase: Step["phase"]): Step {
+  return {
+    title: `log deletions from ${tables.join(" and ")} for incremental backups (migration 0008's triggers)`,
+    phase,
+    lock: `SHARE ROW EXCLUSIVE on ${tables.join(" and ")} for a moment (CREATE TRIGGER: blocks writes, not reads)`,
+    estimate: "under a second",
+    statements: tables.map(trackDeletions),
+  };
+}
+
 function upkeepPlan(s: OrdersState): Step[] {
   if (!s.orderIds || !s.partitions.some((p) => p.name === HISTORY)) {
     throw new PartitionRefusal(
@@ -628,6 +671,7 @@ function upkeepPlan(s: OrdersState): Step[] {
     );
   }
   const steps: Step[] = [];
+  if (s.untrackedDeletions.length) steps.push(deletionLogStep(s.untrackedDeletions, "after the swap (online)"));
   if (s.orderIdsFk !== "validated") {
     steps.push({
       title: `validate ${ORDER_IDS_FK} (left over from an interrupted run)`,

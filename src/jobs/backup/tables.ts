@@ -27,9 +27,15 @@ export interface TableInfo {
   name: string;
   primaryKey: string[];
   columns: string[];
+  /** A partitioned table's partitions (`npm run partition-orders`): read and written through it. */
+  partitions?: string[];
 }
 
-/** The public tables that are backed up, parents before children (by foreign keys). */
+/**
+ * The public tables that are backed up, parents before children (by foreign keys). A partition
+ * is not one of them: its rows are read, counted and written through its partitioned table (a
+ * listing of both would carry them twice), and deletions are logged by the parent's trigger.
+ */
 export async function describeTables(query: Query): Promise<TableInfo[]> {
   const columns = await query<{ table: string; column: string; pk: number | null }>(
     `select c.relname as "table", a.attname as "column",
@@ -38,8 +44,17 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
        from pg_class c
        join pg_namespace n on n.oid = c.relnamespace
        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-      where n.nspname = 'public' and c.relkind in ('r', 'p')
+      where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
       order by c.relname, a.attnum`,
+  );
+  const partitions = await query<{ parent: string; partition: string }>(
+    `select p.relname as parent, c.relname as partition
+       from pg_inherits i
+       join pg_class c on c.oid = i.inhrelid
+       join pg_class p on p.oid = i.inhparent
+       join pg_namespace n on n.oid = p.relnamespace
+      where n.nspname = 'public' and c.relispartition
+      order by c.relname`,
   );
   const byName = new Map<string, TableInfo & { pkOrder: [number, string][] }>();
   for (const row of columns) {
@@ -51,6 +66,10 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
     }
     t.columns.push(row.column);
     if (row.pk != null) t.pkOrder.push([Number(row.pk), row.column]);
+  }
+  for (const p of partitions) {
+    const t = byName.get(p.parent);
+    if (t) (t.partitions ??= []).push(p.partition);
   }
   for (const t of byName.values()) {
     t.primaryKey = t.pkOrder.sort((a, b) => a[0] - b[0]).map(([, c]) => c);
@@ -79,9 +98,15 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
   return ordered;
 }
 
-/** Changes with any migration that adds, drops or reorders tables, columns or keys. */
+/**
+ * Changes with any migration that adds, drops or reorders tables, columns or keys, and with any
+ * partition attached or detached: detaching a partition takes its rows out of the table without
+ * a deletion the log could see, so the next backup must be a full one.
+ */
 export function schemaHashOf(tables: TableInfo[]): string {
-  const text = JSON.stringify(tables.map((t) => [t.name, t.columns, t.primaryKey]).sort());
+  const text = JSON.stringify(
+    tables.map((t) => (t.partitions ? [t.name, t.columns, t.primaryKey, t.partitions] : [t.name, t.columns, t.primaryKey])).sort(),
+  );
   return createHash("sha256").update(text).digest("hex");
 }
 
