@@ -263,7 +263,11 @@ try {
   await Promise.all([service.close(), servicePlain.close(), directPlain.end({ timeout: 5 })]);
 
   // --- the report
-  say(`# Partitioning rehearsal: ${ORDERS.toLocaleString("en")} orders over two years`);
+  say(
+    existing
+      ? `# Partitioning rehearsal: ${counts.orders.toLocaleString("en")} orders (the database ${existing})`
+      : `# Partitioning rehearsal: ${ORDERS.toLocaleString("en")} orders over two years`,
+  );
   say();
   say(
     `Command: \`npm run bench:partition${existing ? ` -- --database=${existing}` : ORDERS !== 2_000_000 ? ` -- --orders=${ORDERS}` : ""}\``,
