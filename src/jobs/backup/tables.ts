@@ -69,7 +69,7 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
   }
   for (const p of partitions) {
     const t = byName.get(p.parent);
-    if (t) (t.partitions ??= []).push(p.partition);
+    if (t) t.partitions = [...(t.partitions ?? []), p.partition];
   }
   for (const t of byName.values()) {
     t.primaryKey = t.pkOrder.sort((a, b) => a[0] - b[0]).map(([, c]) => c);
