@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, ne, type SQL, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
-import { type Database, queryRows } from "../db/client";
-import { preparedQuery } from "../db/prepared";
+import type { Database } from "../db/client";
+import { preparedQuery, runStatement } from "../db/prepared";
 import { accountStatus, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
@@ -138,7 +138,7 @@ async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainSt
     expiresAt: toDbTime(expiresAt),
     createdAt: toDbTime(deps.now),
   });
-  await (along ? db.execute(sql`with ${along} ${session.getSQL()}`) : session);
+  await (along ? runStatement(db, sql`with ${along} ${session.getSQL()}`) : session);
   // A chain that starts with this session needs no row: refresh reads its start as the
   // session's created_at. Only a refreshed session records where its chain began.
   if (chainStartedAt.getTime() !== deps.now.getTime()) {
@@ -222,7 +222,7 @@ async function reserveAndReadAccount(db: Database, email: string, address: strin
   const counted = countAttempts(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
   const account = selectUsers(db).where(eq(users.email, email)).limit(1);
   // The account rides on the email's counter row (the address's row carries nulls).
-  const rows = await queryRows<CounterRow & Partial<Record<string, unknown>>>(
+  const rows = await runStatement<CounterRow & Partial<Record<string, unknown>>>(
     db,
     sql`with counted as (${counted.getSQL()}), account as (${account.getSQL()})
         select counted.*, account.* from counted left join account on counted.key = ${key}`,
