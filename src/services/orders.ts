@@ -3,7 +3,7 @@ import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import * as v from "valibot";
 import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
-import { preparesOnServer } from "../db/prepared";
+import { preparesOnServer, runStatement } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
@@ -331,7 +331,7 @@ async function stockConflict(db: Database, lines: { productId: string; quantity:
 
 async function findKeyedOrder(db: Database, userId: string, key: string): Promise<{ requestHash: string; order: Order } | undefined> {
   const k = orderIdempotencyKeys;
-  const [row] = await queryRows<{ request_hash: string; order: unknown }>(
+  const [row] = await runStatement<{ request_hash: string; order: unknown }>(
     db,
     sql`select ${k.requestHash} as request_hash, ${orderJson(orders, storedItemsOf(orders))} as "order"
           from ${k} join ${orders} on ${orders.id} = ${k.orderId}
@@ -355,7 +355,7 @@ export async function listOrders(db: Database, actor: Actor, input: ListOrdersIn
   }
   const where = conditions.length ? sql`where ${sql.join(conditions, sql` and `)}` : sql``;
   const page = alias(orders, "page");
-  const rows = await queryRows<{ order: unknown }>(
+  const rows = await runStatement<{ order: unknown }>(
     db,
     sql`with ${page} as (
           select ${orderColumns} from ${orders} ${where}
@@ -372,7 +372,7 @@ export async function listOrders(db: Database, actor: Actor, input: ListOrdersIn
 /** Someone else's order is reported exactly like a missing one. */
 export async function getOrder(db: Database, actor: Actor, id: string): Promise<Order> {
   const owner = actor.role === "admin" ? sql`` : sql`and ${orders.userId} = ${actor.id}::uuid`;
-  const [row] = await queryRows<{ order: unknown }>(
+  const [row] = await runStatement<{ order: unknown }>(
     db,
     sql`select ${orderJson(orders, storedItemsOf(orders))} as "order" from ${orders} where ${orders.id} = ${id}::uuid ${owner}`,
   );
@@ -435,7 +435,7 @@ async function cancelOrderRow(db: Database, actor: Actor, id: string): Promise<O
   // The cancelled quantities per product, once its row is locked (named like order_items' columns).
   const locked = alias(orderItems, "locked");
   const restocked = alias(products, "restocked");
-  const [row] = await queryRows<{ order: unknown }>(
+  const [row] = await runStatement<{ order: unknown }>(
     db,
     sql`with ${cancelled} as (
           update ${orders} set ${col(orders.status)} = ${"cancelled" satisfies OrderStatus}::varchar, ${col(orders.updatedAt)} = ${utcNow}

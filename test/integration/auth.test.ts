@@ -3,7 +3,7 @@ import { hash as argon2Hash } from "@node-rs/argon2";
 import { eq, sql } from "drizzle-orm";
 import { SignJWT } from "jose";
 import { createApp, MAX_BATCH_SIZE } from "../../src/app";
-import { createPostgresDatabase, queryRows } from "../../src/db/client";
+import { queryRows } from "../../src/db/client";
 import { sessions, users } from "../../src/db/schema";
 import { createTokenConfig, hashToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../src/lib/tokens";
 import { auditInsert, systemAudit } from "../../src/services/audit";
@@ -11,10 +11,7 @@ import { ensureAdmin } from "../../src/services/auth";
 import { emailKey, forgiveAttemptCtes, pruneExpiredThrottles, reserveLoginAttempt } from "../../src/services/login-throttle";
 import { clientAddressOf } from "../../src/trpc/context";
 import { callerFor, createTestClock, createTestDeps, errorCodeOf, signUp, TEST_JWT_SECRET, uniqueEmail } from "../support/app";
-import { getTestDatabase, onPostgres, resetDatabase, TEST_DATABASE_URL, withDatabaseName } from "../support/db";
-
-/** Set by .ci/run: the Postgres server itself, next to TEST_DATABASE_URL (PgBouncer). */
-const DIRECT = process.env.TEST_DIRECT_DATABASE_URL || undefined;
+import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 import { serveInProcess } from "../support/server";
 
@@ -646,34 +643,6 @@ describe.if(onPostgres)("auth: concurrency on real Postgres", () => {
       codes.push(...(await Promise.all(calls)));
     }
     expect(codes.filter((c) => c !== "no error" && c !== "TOO_MANY_REQUESTS")).toEqual([]);
-  });
-
-  // DATABASE_PREPARE=true (straight to Postgres): the sign-in's two statements are hand-written
-  // SQL, which Drizzle's db.execute sends unnamed; they must be prepared once per connection
-  // like the builders' queries, not parsed and planned again on every sign-in.
-  test.if(DIRECT !== undefined)("with prepared statements a sign-in's two statements are prepared once per connection", async () => {
-    const direct = await createPostgresDatabase({
-      url: withDatabaseName(DIRECT!, new URL(TEST_DATABASE_URL!).pathname.slice(1)),
-      poolMax: 1,
-      prepare: true,
-    });
-    try {
-      const deps = createTestDeps(direct);
-      const account = await signUp(deps);
-      const prepared = async () =>
-        (
-          await queryRows<{ statement: string }>(
-            direct.db,
-            sql`select statement from pg_prepared_statements where statement like 'with counted as%' or statement like 'with cleared as%'`,
-          )
-        ).length;
-      for (let i = 0; i < 3; i++) await callerFor(deps).auth.login({ email: account.user.email, password: account.password });
-      expect(await prepared()).toBe(2);
-      for (let i = 0; i < 3; i++) await callerFor(deps).auth.login({ email: account.user.email, password: account.password });
-      expect(await prepared()).toBe(2);
-    } finally {
-      await direct.close();
-    }
   });
 
   test("racing ensureAdmin runs (two instances starting together) leave one admin row", async () => {
