@@ -18,9 +18,10 @@ setDefaultTimeout(60_000);
 describe.if(DIRECT !== undefined && TEST_DATABASE_URL !== undefined)("DATABASE_PREPARE=true on real Postgres", () => {
   let direct: DatabaseHandle;
   beforeAll(async () => {
-    await getTestDatabase(); // migrated
-    // One connection, so pg_prepared_statements (per session) sees everything this test sent.
-    const name = new URL(TEST_DATABASE_URL!).pathname.slice(1);
+    // This process's migrated test database, reached without the pooler. One connection, so
+    // pg_prepared_statements (per session) sees everything this test sent.
+    const { url } = await getTestDatabase();
+    const name = new URL(url!).pathname.slice(1);
     direct = await createPostgresDatabase({ url: withDatabaseName(DIRECT!, name), poolMax: 1, prepare: true });
   });
   afterAll(() => direct?.close());
