@@ -137,8 +137,10 @@ function fail(message: string): never {
 
 /** Layers of the service that can be switched off from the shell, to measure what each costs. */
 const SHELL_KNOBS = ["TRPC_FAST_PATH", "LOG_LEVEL", "METRICS", "LOG_SLOW_QUERY_MS"];
-/** The named variables that are set in the bench's own environment, to hand on to the service. */
-const fromShell = (...names: string[]) => Object.fromEntries(names.flatMap((n) => (process.env[n] ? [[n, process.env[n] as string]] : [])));
+/** Those of SHELL_KNOBS set in the bench's own environment, handed on to the service as they are. */
+const shellKnobs: Record<string, string> = Object.fromEntries(
+  SHELL_KNOBS.flatMap((n) => (process.env[n] ? [[n, process.env[n] as string]] : [])),
+);
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
 // --- statistics ---------------------------------------------------------------------------------
@@ -887,8 +889,8 @@ function printReport(ctx: Ctx, memory: Record<string, unknown>) {
   lines.push("");
   lines.push(
     `mode: ${ctx.opts.mode === "direct" ? "straight to Postgres, DATABASE_PREPARE=true" : "through PgBouncer (transaction mode), DATABASE_PREPARE=false"}; service ${
-      Object.keys(fromShell(...SHELL_KNOBS)).length
-        ? `with ${Object.entries(fromShell(...SHELL_KNOBS))
+      Object.keys(shellKnobs).length
+        ? `with ${Object.entries(shellKnobs)
             .map(([k, v]) => `${k}=${v}`)
             .join(", ")} from the shell (not as deployed)`
         : "with its request log (default LOG_LEVEL)"
@@ -1078,7 +1080,7 @@ async function main() {
         : [process.execPath, "run", opts.serviceEntry],
       // SHELL_KNOBS from the shell, to measure what each layer costs (the fast path, the request
       // log, the metrics, the slow-statement log off).
-      env: { ...common, PORT: String(servicePort), ...fromShell(...SHELL_KNOBS) },
+      env: { ...common, PORT: String(servicePort), ...shellKnobs },
       port: servicePort,
       healthPath: "/health",
       logFile: join(dataDir, "service.log"),

@@ -67,9 +67,9 @@ export async function describeTables(query: Query): Promise<TableInfo[]> {
     t.columns.push(row.column);
     if (row.pk != null) t.pkOrder.push([Number(row.pk), row.column]);
   }
-  for (const p of partitions) {
-    const t = byName.get(p.parent);
-    if (t) t.partitions = [...(t.partitions ?? []), p.partition];
+  for (const t of byName.values()) {
+    const own = partitions.filter((p) => p.parent === t.name).map((p) => p.partition);
+    if (own.length) t.partitions = own;
   }
   for (const t of byName.values()) {
     t.primaryKey = t.pkOrder.sort((a, b) => a[0] - b[0]).map(([, c]) => c);
