@@ -8,17 +8,32 @@
 export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /**
- * auth.login, first statement (src/services/auth.ts reserveAndReadAccount): count the attempt for
- * the email and the address (the throttle) and read the account with its flags, in one.
+ * auth.login, first statement (src/services/auth.ts readAccountAndThrottle), read-only: the
+ * throttle's open counters for the email and the address, and the account with its flags.
+ * [$1 email key, $2 address key, $3 window floor, $4 email, $5 1]
  */
-export const LOGIN_COUNT_AND_ACCOUNT = `with counted as (insert into "login_throttle" ("key", "failures", "window_started_at", "expires_at") values ($1, $2, $3, $4), ($5, $6, $7, $8) on conflict ("key") do update set "failures" = case when "login_throttle"."window_started_at" <= $9::timestamp then 1 else "login_throttle"."failures" + 1 end, "window_started_at" = case when "login_throttle"."window_started_at" <= $10::timestamp then excluded."window_started_at" else "login_throttle"."window_started_at" end, "expires_at" = case when "login_throttle"."window_started_at" <= $11::timestamp then excluded."expires_at" else "login_throttle"."expires_at" end returning "key", "failures", "window_started_at"::text as "window_started_at"), account as (select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $12 limit $13)
-        select counted.*, account.* from counted left join account on counted.key = $14`;
+export const LOGIN_READ = `with counters as (select "key", "failures", "window_started_at"::text as "window_started_at" from "login_throttle" where ("login_throttle"."key" in ($1, $2) and "login_throttle"."window_started_at" > $3)), account as (select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $4 limit $5)
+        select account.*, counters.* from (select) as one left join account on true left join counters on true`;
 
-/** auth.login after a right password, one statement: forgive the attempt, the audit event, the session. */
-export const LOGIN_SESSION = `with cleared as (update "login_throttle" set "failures" = $1 where "login_throttle"."key" = $2 returning "key"), eased as (update "login_throttle" set "failures" = greatest("login_throttle"."failures" - 1, 0) where ("login_throttle"."key" = $3 and (select count(*) from cleared) >= 0)), audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $4, $5, $6, $7, $8, $9, $10, $11)) insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") values ($12, $13, $14, $15, $16)`;
+/**
+ * auth.login after a right password, one statement that decides: unless a counter is at its bar
+ * (then it returns that counter and writes nothing), forgive the email's failures, write the
+ * audit event and the session.
+ * [$1 email key, $2 address key, $3 window floor, $4 email key, $5 10, $6 100, $7 0, $8 email key,
+ *  $9 0, $10 event id, $11 at, $12 action, $13 actor, $14 'user', $15 user id, $16 ip,
+ *  $17 request id, $18 details, $19 session id, $20 user id, $21 token hash, $22 expires, $23 created]
+ */
+export const LOGIN_DECIDE = `with at_limit as (select "key", "failures", "window_started_at"::text as "window_started_at" from "login_throttle" where ("login_throttle"."key" in ($1, $2) and "login_throttle"."window_started_at" > $3 and "login_throttle"."failures" >= case when "login_throttle"."key" = $4 then $5::integer else $6::integer end)),
+        cleared as (update "login_throttle" set "failures" = $7 where ("login_throttle"."key" = $8 and "login_throttle"."failures" > $9 and not exists (select from at_limit))),
+        audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") select $10::uuid, $11::timestamp, $12::varchar(64), $13::uuid, $14::varchar(32), $15::uuid, $16::varchar(64), $17::varchar(128), $18::jsonb where not exists (select from at_limit)),
+        issued as (insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") select $19::uuid, $20::uuid, $21::varchar(255), $22::timestamp, $23::timestamp where not exists (select from at_limit))
+        select * from at_limit`;
 
-/** auth.login after a wrong password or an unknown email: the failure's audit event. */
-export const AUDIT_INSERT = `insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values (default, $1, $2, $3, $4, $5, $6, $7, $8)`;
+/**
+ * auth.login after a wrong password, an unknown email or a disabled account: count the failure
+ * for the email and the address, and write the failure's audit event.
+ */
+export const LOGIN_FAILED = `with counted as (insert into "login_throttle" ("key", "failures", "window_started_at", "expires_at") values ($1, $2, $3, $4), ($5, $6, $7, $8) on conflict ("key") do update set "failures" = case when "login_throttle"."window_started_at" <= $9::timestamp then 1 else "login_throttle"."failures" + 1 end, "window_started_at" = case when "login_throttle"."window_started_at" <= $10::timestamp then excluded."window_started_at" else "login_throttle"."window_started_at" end, "expires_at" = case when "login_throttle"."window_started_at" <= $11::timestamp then excluded."expires_at" else "login_throttle"."expires_at" end returning "key", "failures", "window_started_at"::text as "window_started_at"), audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") values ($12, $13, $14, $15, $16, $17, $18, $19, $20)) select * from counted`;
 
 /** auth.login when the stored hash is older than today's parameters (never in the benchmark). */
 export const USER_REHASH = `update "users" set "password_hash" = $1, "updated_at" = (now() at time zone 'utc') where "users"."id" = $2 returning "id", "email", "password_hash", "role", "created_at", "updated_at"`;

@@ -19,9 +19,9 @@ import { toIso } from "../src/lib/time";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 import { uuidv7 } from "../src/lib/uuidv7";
 import {
-  AUDIT_INSERT,
-  LOGIN_COUNT_AND_ACCOUNT,
-  LOGIN_SESSION,
+  LOGIN_DECIDE,
+  LOGIN_FAILED,
+  LOGIN_READ,
   listProductsStatement,
   MAX_TOTAL,
   ORDER_INSERT,
@@ -237,38 +237,56 @@ async function login(input: unknown, clientAddress: string, requestId: string) {
   return sameLogin(email, password, now, clientAddress, requestId);
 }
 
-// The service's login statements (src/services/auth.ts): count the attempt and read the account
-// in one statement; after the hash, forgive the attempt, write the audit event and the session in
-// one statement (a failure writes its audit event instead).
+// The service's login statements (src/services/auth.ts): read the account and the throttle's
+// counters (no write); after the hash, a wrong password counts the failure and writes its audit
+// event, a right one sends the statement that decides (session, event, forgiving, unless a
+// counter is at its bar).
 async function sameLogin(email: string, password: string, now: Date, clientAddress: string, requestId: string) {
   const nowText = toDbTime(now);
   const floor = toDbTime(new Date(now.getTime() - THROTTLE_WINDOW_MS));
   const expires = toDbTime(new Date(now.getTime() + THROTTLE_WINDOW_MS));
   const emailKey = `email:${email}`;
   const addressKey = `ip:${clientAddress}`;
-  const rows = await sql.unsafe<({ key: string; failures: number; window_started_at: string } & Partial<UserRow>)[]>(
-    LOGIN_COUNT_AND_ACCOUNT,
-    [emailKey, 1, nowText, expires, addressKey, 1, nowText, expires, floor, floor, floor, email, 1, emailKey],
-  );
-  for (const c of rows) {
-    if (Number(c.failures) > (c.key.startsWith("email:") ? 10 : 100)) {
-      const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
-      const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
-      throw new Failure(
-        "TOO_MANY_REQUESTS",
-        `Too many failed sign-in attempts: try again in ${retry} seconds`,
-        { retryAfterSeconds: retry },
-        { "retry-after": String(retry) },
-      );
+  type Counter = { key: string; failures: number; window_started_at: string };
+  const refuse = (rows: Counter[], atLimit: boolean) => {
+    for (const c of rows) {
+      const bar = c.key.startsWith("email:") ? 10 : 100;
+      if (Number(c.failures) > (atLimit ? bar - 1 : bar)) {
+        const end = new Date(`${c.window_started_at.replace(" ", "T")}Z`).getTime() + THROTTLE_WINDOW_MS;
+        const retry = Math.max(1, Math.ceil((end - now.getTime()) / 1000));
+        throw new Failure(
+          "TOO_MANY_REQUESTS",
+          `Too many failed sign-in attempts: try again in ${retry} seconds`,
+          { retryAfterSeconds: retry },
+          { "retry-after": String(retry) },
+        );
+      }
     }
-  }
-  const found = rows.find((r) => r.key === emailKey);
+  };
+  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email, 1]);
+  refuse(
+    rows.filter((r): r is Counter => typeof r.key === "string"),
+    true,
+  );
+  const found = rows[0];
   let user = found?.id ? (found as UserRow) : undefined;
   if (!user) dummyHash ??= hashPassword("not-a-real-password-only-for-timing");
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
   if (!user || !good || user.disabled) {
     const reason = !user ? "unknown_email" : !good ? "wrong_password" : "disabled";
-    await sql.unsafe(AUDIT_INSERT, [
+    const counted = await sql.unsafe<Counter[]>(LOGIN_FAILED, [
+      emailKey,
+      1,
+      nowText,
+      expires,
+      addressKey,
+      1,
+      nowText,
+      expires,
+      floor,
+      floor,
+      floor,
+      uuidv7(),
       nowText,
       "auth.login_failed",
       null,
@@ -278,11 +296,8 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       requestId,
       JSON.stringify({ reason }),
     ]);
+    refuse(counted, false);
     throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
-  }
-  if (needsRehash(user.password_hash)) {
-    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
-    user = updated ? { ...user, ...updated } : user;
   }
   const sessionId = uuidv7();
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
@@ -297,10 +312,17 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
     .sign(secret);
   const tokenHash = await hashToken(accessToken);
   const userId = user.id;
-  await sql.unsafe(LOGIN_SESSION, [
-    0,
+  const atLimit = await sql.unsafe<Counter[]>(LOGIN_DECIDE, [
     emailKey,
     addressKey,
+    floor,
+    emailKey,
+    10,
+    100,
+    0,
+    emailKey,
+    0,
+    uuidv7(),
     nowText,
     "auth.login",
     null,
@@ -315,6 +337,11 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
     toDbTime(expiresAt),
     nowText,
   ]);
+  refuse(atLimit, true);
+  if (needsRehash(user.password_hash)) {
+    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
+    user = updated ? { ...user, ...updated } : user;
+  }
   return {
     user: {
       id: user.id,

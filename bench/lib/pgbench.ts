@@ -11,8 +11,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  LOGIN_COUNT_AND_ACCOUNT,
-  LOGIN_SESSION,
+  LOGIN_DECIDE,
+  LOGIN_READ,
   listProductsStatement,
   MAX_TOTAL,
   ORDER_CTE,
@@ -40,9 +40,10 @@ const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
 export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte" | "login" | "login-plain" | LoginStatement;
 /**
  * The login's statements one at a time, to say where its Postgres time goes: the service's
- * count-and-account and forgive-audit-session statements, the plain lookup and insert.
+ * read of the account and its counters and the statement that decides after the hash (session,
+ * event, forgiving), the plain lookup and insert.
  */
-export const LOGIN_STATEMENTS = ["login-count", "login-write", "login-lookup", "login-insert"] as const;
+export const LOGIN_STATEMENTS = ["login-read", "login-decide", "login-lookup", "login-insert"] as const;
 export type LoginStatement = (typeof LOGIN_STATEMENTS)[number];
 const isLoginStatement = (kind: PgbenchScript): kind is LoginStatement => (LOGIN_STATEMENTS as readonly string[]).includes(kind);
 
@@ -140,8 +141,8 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
       }
       case "login":
       case "login-plain":
-      case "login-count":
-      case "login-write":
+      case "login-read":
+      case "login-decide":
       case "login-lookup":
       case "login-insert": {
         // A right password's statements, the argon2 verify between them left out (it is CPU of
@@ -150,7 +151,14 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         vars[`e${k}`] = s.email;
         vars[`ek${k}`] = `email:${s.email}`;
         vars[`u${k}`] = s.userId;
-        Object.assign(vars, { zero: "0", ak: "ip:127.0.0.1", floor: "2000-01-01 00:00:00", later: "2999-01-01 00:00:00" });
+        Object.assign(vars, {
+          zero: "0",
+          ten: "10",
+          hundred: "100",
+          ak: "ip:127.0.0.1",
+          floor: "2000-01-01 00:00:00",
+          later: "2999-01-01 00:00:00",
+        });
         Object.assign(vars, { action: "auth.login", user: "user", ip: "127.0.0.1", rid: "pgbench", details: "{}" });
         const lookup = `${oneLine(bind(PLAIN_USER_BY_EMAIL, { 1: `:e${k}` }))};`;
         const insert = `${oneLine(bind(PLAIN_SESSION_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: "md5(random()::text)", 4: ":later", 5: ":now" }))};`;
@@ -158,43 +166,35 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           scripts.push([...(kind === "login-insert" ? [] : [lookup]), ...(kind === "login-lookup" ? [] : [insert]), ""].join("\n"));
           break;
         }
-        const count = bind(LOGIN_COUNT_AND_ACCOUNT, {
+        const read = bind(LOGIN_READ, { 1: `:ek${k}`, 2: ":ak", 3: ":floor", 4: `:e${k}`, 5: ":one" });
+        const decide = bind(LOGIN_DECIDE, {
           1: `:ek${k}`,
-          2: ":one",
-          3: ":now",
-          4: ":later",
-          5: ":ak",
-          6: ":one",
-          7: ":now",
-          8: ":later",
-          9: ":floor",
-          10: ":floor",
-          11: ":floor",
-          12: `:e${k}`,
-          13: ":one",
-          14: `:ek${k}`,
+          2: ":ak",
+          3: ":floor",
+          4: `:ek${k}`,
+          5: ":ten",
+          6: ":hundred",
+          7: ":zero",
+          8: `:ek${k}`,
+          9: ":zero",
+          10: "gen_random_uuid()",
+          11: ":now",
+          12: ":action",
+          13: "null",
+          14: ":user",
+          15: `:u${k}`,
+          16: ":ip",
+          17: ":rid",
+          18: ":details",
+          19: "gen_random_uuid()",
+          20: `:u${k}`,
+          21: "md5(random()::text)",
+          22: ":later",
+          23: ":now",
         });
-        const session = bind(LOGIN_SESSION, {
-          1: ":zero",
-          2: `:ek${k}`,
-          3: ":ak",
-          4: ":now",
-          5: ":action",
-          6: "null",
-          7: ":user",
-          8: `:u${k}`,
-          9: ":ip",
-          10: ":rid",
-          11: ":details",
-          12: "gen_random_uuid()",
-          13: `:u${k}`,
-          14: "md5(random()::text)",
-          15: ":later",
-          16: ":now",
-        });
-        const both = [`${oneLine(count)};`, `${oneLine(session)};`];
+        const both = [`${oneLine(read)};`, `${oneLine(decide)};`];
         scripts.push(
-          [...(isLoginStatement(kind) ? both.slice(kind === "login-count" ? 0 : 1, kind === "login-count" ? 1 : 2) : both), ""].join("\n"),
+          [...(isLoginStatement(kind) ? both.slice(kind === "login-read" ? 0 : 1, kind === "login-read" ? 1 : 2) : both), ""].join("\n"),
         );
         break;
       }

@@ -2,10 +2,12 @@ import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { AuditEvent } from "../contract/types";
 import type { Database } from "../db/client";
+import type { InsertRow } from "../db/insert-when";
 import { auditEvents } from "../db/schema";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import type { Page } from "../lib/page";
 import { toDbTime, toIso } from "../lib/time";
+import { uuidv7 } from "../lib/uuidv7";
 
 export type { AuditEvent } from "../contract/types";
 
@@ -80,7 +82,17 @@ export interface AuditEntry {
  * together (the sign-in sends it inside its session insert, through `.getSQL()`).
  */
 export function auditInsert(db: Database, ctx: AuditContext, entry: AuditEntry) {
-  return db.insert(auditEvents).values({
+  return db.insert(auditEvents).values(auditRow(ctx, entry));
+}
+
+/**
+ * One event as a row to insert. The id is time-ordered (src/lib/uuidv7.ts): every sign-in writes
+ * an event, and a random key would put each on a random leaf of the primary key (and, first
+ * after a checkpoint, a full-page image of it in the WAL).
+ */
+export function auditRow(ctx: AuditContext, entry: AuditEntry) {
+  return {
+    id: uuidv7(),
     at: toDbTime(ctx.now),
     action: entry.action,
     actorId: ctx.actorId,
@@ -89,7 +101,7 @@ export function auditInsert(db: Database, ctx: AuditContext, entry: AuditEntry) 
     ip: ctx.ip,
     requestId: ctx.requestId,
     details: entry.details ?? {},
-  });
+  } satisfies InsertRow<typeof auditEvents>;
 }
 
 /** Writes one event; call it with the transaction of the change it records. */

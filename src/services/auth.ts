@@ -1,8 +1,9 @@
-import { and, desc, eq, gt, ne, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
 import type { Database } from "../db/client";
+import { insertRowWhen } from "../db/insert-when";
 import { preparedQuery, runStatement } from "../db/prepared";
-import { accountStatus, sessionChains, sessions, type UserRole, users } from "../db/schema";
+import { accountStatus, auditEvents, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
 import { hashPassword, needsRehash, verifyPassword } from "../lib/passwords";
@@ -10,16 +11,18 @@ import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
 import { uuidv7 } from "../lib/uuidv7";
 import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
-import { type AuditContext, auditInsert, recordAudit } from "./audit";
+import { type AuditContext, auditInsert, auditRow, recordAudit } from "./audit";
 import {
   type CounterRow,
+  clearEmailFailuresCte,
   clearEmailThrottle,
   countAttempts,
-  emailKey,
   forgiveAttempt,
-  forgiveAttemptCtes,
+  loginAtLimitCte,
   loginAttemptKeys,
   loginMaxOf,
+  readCounters,
+  refuseIfAtLimit,
   refuseIfOver,
   reserveLoginAttempt,
   reserveQuota,
@@ -120,31 +123,38 @@ let dummyHash: Promise<string> | undefined;
 const getDummyHash = () => (dummyHash ??= hashPassword("not-a-real-password-only-for-timing"));
 
 /**
- * Creates a session row and the token that names it; the row keeps only the token's hash.
+ * A new session's row and the token that names it; the row keeps only the token's hash.
  * `chainStartedAt` is the login the chain began with (a refresh passes it on): the session
  * never outlives it by more than SESSION_MAX_AGE_SECONDS.
  */
-async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now, along?: SQL): Promise<Auth> {
+async function newSession(deps: AuthDeps, user: UserRow, chainStartedAt: Date) {
   // Time-ordered (src/lib/uuidv7.ts), so new sessions share the right edge of the primary key.
   const sessionId = uuidv7();
   const byTtl = deps.now.getTime() + deps.tokens.ttlSeconds * 1000;
   const byChain = deps.maxAgeSeconds ? chainStartedAt.getTime() + deps.maxAgeSeconds * 1000 : Infinity;
   const expiresAt = new Date(Math.min(byTtl, byChain));
   const accessToken = await signAccessToken(deps.tokens, { userId: user.id, sessionId, issuedAt: deps.now, expiresAt });
-  const session = db.insert(sessions).values({
+  const row = {
     id: sessionId,
     userId: user.id,
     tokenHash: await hashToken(accessToken),
     expiresAt: toDbTime(expiresAt),
     createdAt: toDbTime(deps.now),
-  });
-  await (along ? runStatement(db, sql`with ${along} ${session.getSQL()}`) : session);
+  } satisfies typeof sessions.$inferInsert;
+  const auth: Auth = { user: toUser(user), accessToken, expiresAt: expiresAt.toISOString() };
+  return { row, auth };
+}
+
+/** Creates a session row and its token (see `newSession`). */
+async function issueSession(db: Database, deps: AuthDeps, user: UserRow, chainStartedAt: Date = deps.now): Promise<Auth> {
+  const { row, auth } = await newSession(deps, user, chainStartedAt);
+  await db.insert(sessions).values(row);
   // A chain that starts with this session needs no row: refresh reads its start as the
   // session's created_at. Only a refreshed session records where its chain began.
   if (chainStartedAt.getTime() !== deps.now.getTime()) {
-    await db.insert(sessionChains).values({ sessionId, startedAt: toDbTime(chainStartedAt) });
+    await db.insert(sessionChains).values({ sessionId: row.id, startedAt: toDbTime(chainStartedAt) });
   }
-  return { user: toUser(user), accessToken, expiresAt: expiresAt.toISOString() };
+  return auth;
 }
 
 export async function register(
@@ -178,58 +188,94 @@ export async function register(
   });
 }
 
+/**
+ * Two statements around the hash, one before it that writes nothing and one after it that
+ * decides:
+ *
+ * - before: the account and the throttle's counters for this email and address. A counter at
+ *   its bar refuses at once (no hash is spent on a throttled email).
+ * - after a wrong password, an unknown email or a disabled account: both counters count the
+ *   failure and the `auth.login_failed` event is written; a count past its bar (a burst of
+ *   guesses that all passed the first read) answers TOO_MANY_REQUESTS, the others UNAUTHORIZED.
+ * - after a right password: the session, the `auth.login` event and the forgiving of the
+ *   email's earlier failures, written only if neither counter is at its bar in this statement's
+ *   own snapshot. So a right guess inside a burst is refused once the burst's failures reach
+ *   the bar, exactly like a guess that came after them.
+ *
+ * Every attempt's answer is therefore decided by one atomic statement against counters all
+ * instances share, and a successful sign-in (the common case) writes no throttle row at all
+ * unless it has failures to forgive. Unknown emails take the failure path with a dummy hash, so
+ * they cost and answer what a wrong password does.
+ */
 export async function login(
   db: Database,
   deps: AuthDeps & { clientAddress: string },
   audit: AuditContext,
   input: { email: string; password: string },
 ): Promise<Auth> {
-  const user = await reserveAndReadAccount(db, input.email, deps.clientAddress, deps.now);
+  const user = await readAccountAndThrottle(db, input.email, deps.clientAddress, deps.now);
   const ok = await verifyPassword(user?.passwordHash ?? (await getDummyHash()), input.password);
   // A disabled account is refused exactly like a wrong password.
   if (!user || !ok || user.disabled) {
-    await recordAudit(db, audit, {
+    const counted = countAttempts(db, loginAttemptKeys(input.email, deps.clientAddress), THROTTLE_WINDOW_SECONDS, deps.now);
+    const event = auditInsert(db, audit, {
       action: "auth.login_failed",
       targetType: user ? "user" : undefined,
       targetId: user?.id ?? null,
       details: { reason: !user ? "unknown_email" : !ok ? "wrong_password" : "disabled" },
     });
+    const rows = await runStatement<CounterRow>(
+      db,
+      sql`with counted as (${counted.getSQL()}), audited as (${event.getSQL()}) select * from counted`,
+    );
+    refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
     throw unauthorized(WRONG_CREDENTIALS);
   }
-  let current = user;
+  const { row, auth } = await newSession(deps, user, deps.now);
+  const allowed = sql`not exists (select from at_limit)`;
+  const event = auditRow(audit, { action: "auth.login", targetType: "user", targetId: user.id });
+  const atLimit = await runStatement<CounterRow>(
+    db,
+    sql`with ${loginAtLimitCte(db, input.email, deps.clientAddress, deps.now)},
+        ${clearEmailFailuresCte(db, input.email, allowed)},
+        audited as (${insertRowWhen(auditEvents, event, allowed)}),
+        issued as (${insertRowWhen(sessions, row, allowed)})
+        select * from at_limit`,
+  );
+  refuseIfAtLimit(atLimit, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
   if (needsRehash(user.passwordHash)) {
     const [updated] = await db
       .update(users)
       .set({ passwordHash: await hashPassword(input.password), updatedAt: utcNow })
       .where(eq(users.id, user.id))
       .returning();
-    if (updated) current = { ...user, ...updated };
+    if (updated) return { ...auth, user: toUser({ ...user, ...updated }) };
   }
-  // One statement, so all or nothing without a transaction: the attempt forgiven, the event
-  // and the session written together.
-  const forgiven = forgiveAttemptCtes(db, input.email, deps.clientAddress);
-  const event = auditInsert(db, audit, { action: "auth.login", targetType: "user", targetId: current.id });
-  return issueSession(db, deps, current, deps.now, sql`${forgiven}, audited as (${event.getSQL()})`);
+  return auth;
 }
 
 /**
- * The sign-in's first statement: counts the attempt (the throttle every instance shares) and
- * reads the account with its flags, in one round trip. Refuses when the email or the address
- * is over its limit; an unknown email comes back as `undefined` after being counted alike.
+ * The sign-in's first statement, read-only: the account with its flags and the throttle's open
+ * counters for the email and the address, in one round trip. Refuses when either counter is
+ * already at its bar; an unknown email comes back as `undefined`.
  */
-async function reserveAndReadAccount(db: Database, email: string, address: string, now: Date): Promise<UserRow | undefined> {
-  const key = emailKey(email);
-  const counted = countAttempts(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
+async function readAccountAndThrottle(db: Database, email: string, address: string, now: Date): Promise<UserRow | undefined> {
+  const counters = readCounters(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
   const account = selectUsers(db).where(eq(users.email, email)).limit(1);
-  // The account rides on the email's counter row (the address's row carries nulls).
-  const rows = await runStatement<CounterRow & Partial<Record<string, unknown>>>(
+  // One row per open counter (or one row of nulls), each carrying the account's columns.
+  const rows = await runStatement<Partial<CounterRow> & Record<string, unknown>>(
     db,
-    sql`with counted as (${counted.getSQL()}), account as (${account.getSQL()})
-        select counted.*, account.* from counted left join account on counted.key = ${key}`,
+    sql`with counters as (${counters.getSQL()}), account as (${account.getSQL()})
+        select account.*, counters.* from (select) as one left join account on true left join counters on true`,
   );
-  refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, now);
-  const row = rows.find((r) => r.key === key);
-  return row?.[users.id.name] ? accountFromRaw(row) : undefined;
+  refuseIfAtLimit(
+    rows.filter((r): r is CounterRow & Record<string, unknown> => typeof r.key === "string"),
+    loginMaxOf,
+    THROTTLE_WINDOW_SECONDS,
+    now,
+  );
+  const first = rows[0];
+  return first?.[users.id.name] ? accountFromRaw(first) : undefined;
 }
 
 /**

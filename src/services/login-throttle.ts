@@ -1,4 +1,4 @@
-import { and, eq, lt, type SQL, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, lt, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
 import { loginThrottle } from "../db/schema";
@@ -23,10 +23,10 @@ export type CounterRow = {
 
 /**
  * Counts one use of every key in one atomic upsert (a fixed window from the first use), as a
- * query builder: awaited on its own (`reserveQuota`), or sent inside the sign-in's first
- * statement (`reserveAndReadAccount` in ./auth.ts) through `.getSQL()`. Counting before the
- * check, in one statement, is what stops concurrent guesses (a batch of 50 logins) slipping
- * past the limit between a read and a write.
+ * query builder: awaited on its own (`reserveQuota`, `reserveLoginAttempt`), or sent inside the
+ * failed sign-in's statement (`login` in ./auth.ts) through `.getSQL()`. The answer is judged on
+ * the count this upsert returns, so concurrent attempts (a batch of 50 logins) cannot slip past
+ * the limit between a read and a write.
  */
 export function countAttempts(db: Database, keys: string[], windowSeconds: number, now: Date) {
   const nowText = toDbTime(now);
@@ -65,6 +65,59 @@ export function refuseIfOver(rows: CounterRow[], maxOf: (key: string) => number,
 /** The sign-in throttle's keys for an attempt, and the bar of each. */
 export const loginAttemptKeys = (email: string, address: string) => [emailKey(email), addressKey(address)];
 export const loginMaxOf = (key: string) => (key.startsWith("email:") ? MAX_ATTEMPTS_PER_EMAIL : MAX_ATTEMPTS_PER_ADDRESS);
+
+/**
+ * The counters of `keys` whose window is still open, read without writing (the sign-in's first
+ * statement carries it, see `login` in ./auth.ts): a key at its bar is refused before the
+ * password hash is checked. Counting happens after the hash, in the statement that decides.
+ */
+export function readCounters(db: Database, keys: string[], windowSeconds: number, now: Date, also?: SQL) {
+  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
+  return db
+    .select({
+      key: loginThrottle.key,
+      failures: loginThrottle.failures,
+      window_started_at: sql<string>`${loginThrottle.windowStartedAt}::text`.as(loginThrottle.windowStartedAt.name),
+    })
+    .from(loginThrottle)
+    .where(and(inArray(loginThrottle.key, keys), gt(loginThrottle.windowStartedAt, windowStartFloor), also));
+}
+
+/** Throws TOO_MANY_REQUESTS when a counter read before an attempt already holds its `max` failures. */
+export function refuseIfAtLimit(rows: CounterRow[], maxOf: (key: string) => number, windowSeconds: number, now: Date): void {
+  // `refuseIfOver` judges a count that includes this attempt: at the bar now is over it then.
+  refuseIfOver(rows, (key) => maxOf(key) - 1, windowSeconds, now);
+}
+
+/**
+ * The sign-in's counters at their bar, as a CTE named `at_limit`, for the statement that writes
+ * a right password's session: it writes only when this is empty. It is read in that statement's
+ * own snapshot, so a burst of guesses counted while the hash ran still stops the right one.
+ */
+export function loginAtLimitCte(db: Database, email: string, address: string, now: Date): SQL {
+  const bar = sql`case when ${loginThrottle.key} = ${emailKey(email)} then ${MAX_ATTEMPTS_PER_EMAIL}::integer else ${MAX_ATTEMPTS_PER_ADDRESS}::integer end`;
+  const counters = readCounters(
+    db,
+    loginAttemptKeys(email, address),
+    THROTTLE_WINDOW_SECONDS,
+    now,
+    sql`${loginThrottle.failures} >= ${bar}`,
+  );
+  return sql`at_limit as (${counters.getSQL()})`;
+}
+
+/**
+ * After a right password within the bar: the email's failures before it are forgiven. Only a
+ * row with failures to forgive is written (most sign-ins write nothing here); the address's
+ * counter is not touched, since only failures count there.
+ */
+export function clearEmailFailuresCte(db: Database, email: string, allowed: SQL): SQL {
+  const cleared = db
+    .update(loginThrottle)
+    .set({ failures: 0 })
+    .where(and(eq(loginThrottle.key, emailKey(email)), gt(loginThrottle.failures, 0), allowed));
+  return sql`cleared as (${cleared.getSQL()})`;
+}
 
 /** Counts a password check (sign-in, password change) and refuses when over the limit. */
 export async function reserveLoginAttempt(db: Database, email: string, address: string, now: Date): Promise<void> {

@@ -448,6 +448,8 @@ describe("auth: throttling", () => {
       expect(await errorCodeOf(callerFor(deps).auth.login({ email: user.email, password: WRONG }))).toBe("UNAUTHORIZED");
     }
     expect(await errorCodeOf(callerFor(deps).auth.login({ email: user.email, password }))).toBe("TOO_MANY_REQUESTS");
+    // Refused before the hash: not counted again (the window still ends 15 minutes after the first).
+    expect(await throttleFailures(emailKey(user.email))).toBe(10);
     clock.advance(15 * 60 + 1);
     const auth = await callerFor(deps).auth.login({ email: user.email, password });
     expect(auth.user.id).toBe(user.id);
@@ -643,6 +645,25 @@ describe.if(onPostgres)("auth: concurrency on real Postgres", () => {
       codes.push(...(await Promise.all(calls)));
     }
     expect(codes.filter((c) => c !== "no error" && c !== "TOO_MANY_REQUESTS")).toEqual([]);
+  });
+
+  test("right and wrong passwords of one account from one address, racing: never a deadlock, the count exact", async () => {
+    // A failure counts (email, then address) in one upsert; a success only clears the email's
+    // row: no two statements of a sign-in take the two rows in opposite orders.
+    const deps = createTestDeps(handle.db);
+    const { user, password } = await signUp(deps);
+    const codes: string[] = [];
+    // Three wrong ones a round, three rounds: the email never reaches its bar of 10, so every
+    // answer is known: the right ones sign in, the wrong ones are UNAUTHORIZED.
+    for (let round = 0; round < 3; round++) {
+      const calls = Array.from({ length: 6 }, (_, i) =>
+        errorCodeOf(callerFor(deps).auth.login({ email: user.email, password: i % 2 ? password : WRONG })),
+      );
+      codes.push(...(await Promise.all(calls)));
+    }
+    expect(codes).toEqual(Array.from({ length: 18 }, (_, i) => (i % 2 ? "no error" : "UNAUTHORIZED")));
+    // Every wrong password was counted on the address (successes never touch its row).
+    expect(await throttleFailures("ip:203.0.113.7")).toBe(9);
   });
 
   test("racing ensureAdmin runs (two instances starting together) leave one admin row", async () => {
