@@ -263,7 +263,7 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       }
     }
   };
-  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email, 1]);
+  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email, 1], PREPARE_OPTS);
   refuse(
     rows.filter((r): r is Counter => typeof r.key === "string"),
     true,
@@ -274,28 +274,32 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
   const good = await verifyPassword(user?.password_hash ?? (await dummyHash!), password);
   if (!user || !good || user.disabled) {
     const reason = !user ? "unknown_email" : !good ? "wrong_password" : "disabled";
-    const counted = await sql.unsafe<Counter[]>(LOGIN_FAILED, [
-      emailKey,
-      1,
-      nowText,
-      expires,
-      addressKey,
-      1,
-      nowText,
-      expires,
-      floor,
-      floor,
-      floor,
-      uuidv7(),
-      nowText,
-      "auth.login_failed",
-      null,
-      user ? "user" : null,
-      user?.id ?? null,
-      clientAddress,
-      requestId,
-      JSON.stringify({ reason }),
-    ]);
+    const counted = await sql.unsafe<Counter[]>(
+      LOGIN_FAILED,
+      [
+        emailKey,
+        1,
+        nowText,
+        expires,
+        addressKey,
+        1,
+        nowText,
+        expires,
+        floor,
+        floor,
+        floor,
+        uuidv7(),
+        nowText,
+        "auth.login_failed",
+        null,
+        user ? "user" : null,
+        user?.id ?? null,
+        clientAddress,
+        requestId,
+        JSON.stringify({ reason }),
+      ],
+      PREPARE_OPTS,
+    );
     refuse(counted, false);
     throw new Failure("UNAUTHORIZED", "Email or password is incorrect");
   }
@@ -312,34 +316,38 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
     .sign(secret);
   const tokenHash = await hashToken(accessToken);
   const userId = user.id;
-  const atLimit = await sql.unsafe<Counter[]>(LOGIN_DECIDE, [
-    emailKey,
-    addressKey,
-    floor,
-    emailKey,
-    10,
-    100,
-    0,
-    emailKey,
-    0,
-    uuidv7(),
-    nowText,
-    "auth.login",
-    null,
-    "user",
-    userId,
-    clientAddress,
-    requestId,
-    "{}",
-    sessionId,
-    userId,
-    tokenHash,
-    toDbTime(expiresAt),
-    nowText,
-  ]);
+  const atLimit = await sql.unsafe<Counter[]>(
+    LOGIN_DECIDE,
+    [
+      emailKey,
+      addressKey,
+      floor,
+      emailKey,
+      10,
+      100,
+      0,
+      emailKey,
+      0,
+      uuidv7(),
+      nowText,
+      "auth.login",
+      null,
+      "user",
+      userId,
+      clientAddress,
+      requestId,
+      "{}",
+      sessionId,
+      userId,
+      tokenHash,
+      toDbTime(expiresAt),
+      nowText,
+    ],
+    PREPARE_OPTS,
+  );
   refuse(atLimit, true);
   if (needsRehash(user.password_hash)) {
-    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id]);
+    const [updated] = await sql.unsafe<UserRow[]>(USER_REHASH, [await hashPassword(password), user.id], PREPARE_OPTS);
     user = updated ? { ...user, ...updated } : user;
   }
   return {

@@ -1,8 +1,8 @@
-import { getTableColumns, is, SQL, sql } from "drizzle-orm";
+import { getTableColumns, is, type Placeholder, SQL, sql } from "drizzle-orm";
 import type { PgTable } from "drizzle-orm/pg-core";
 
-/** A row for `table`'s insert: each column's value, or an SQL expression for it. */
-export type InsertRow<T extends PgTable> = { [K in keyof T["$inferInsert"]]?: T["$inferInsert"][K] | SQL };
+/** A row for `table`'s insert: each column's value, an SQL expression for it, or a placeholder. */
+export type InsertRow<T extends PgTable> = { [K in keyof T["$inferInsert"]]?: T["$inferInsert"][K] | SQL | Placeholder };
 
 /**
  * `insert into <table> (<columns>) select <values> where <condition>`: one row, written only when

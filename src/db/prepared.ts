@@ -1,4 +1,4 @@
-import type { SQL } from "drizzle-orm";
+import { fillPlaceholders, type Placeholder, type SQL, sql } from "drizzle-orm";
 import { type Database, queryRows } from "./client";
 
 // Building a query with Drizzle costs tens of microseconds of CPU (the benchmark profile put it at
@@ -50,7 +50,9 @@ export function sendQuery<T>(query: Preparable<T>, onServer: boolean): PromiseLi
 }
 
 type RawSession = {
-  session: { prepareQuery(query: unknown, fields: undefined, name: string, arrayMode: boolean): { execute(): Promise<unknown> } };
+  session: {
+    prepareQuery(query: unknown, fields: undefined, name: string | undefined, arrayMode: boolean): { execute(): Promise<unknown> };
+  };
   dialect: { sqlToQuery(sql: SQL): unknown };
 };
 
@@ -66,4 +68,40 @@ export async function runStatement<T extends Record<string, unknown>>(db: Databa
   if (!serverPrepare.has(db)) return queryRows<T>(db, query);
   const { session, dialect } = db as unknown as RawSession;
   return (await session.prepareQuery(dialect.sqlToQuery(query), undefined, "q", false).execute()) as T[];
+}
+
+type Rendered = { sql: string; params: unknown[] };
+const renderedStatements = new Map<string, Rendered>();
+
+/**
+ * A hand-written statement whose values are `sql.placeholder`s, rendered by Drizzle once per
+ * process and then sent with each call's values (as `runStatement` sends it: server-prepared
+ * where allowed). Building a statement of several CTEs through Drizzle's builders costs tens of
+ * microseconds per CTE; the sign-in sends two such statements per call (the profile of
+ * `npm run bench -- login --profile` had Drizzle's SQL building at 30 % of the service's busy
+ * samples before this). `build` must give the same text every time: all that varies is a
+ * placeholder, never the shape.
+ */
+export function statementTemplate(key: string, build: (db: Database) => SQL) {
+  return async <T extends Record<string, unknown>>(db: Database, values: Record<string, unknown>): Promise<T[]> => {
+    const { session, dialect } = db as unknown as RawSession;
+    let rendered = renderedStatements.get(key);
+    if (!rendered) {
+      rendered = dialect.sqlToQuery(build(db)) as Rendered;
+      renderedStatements.set(key, rendered);
+    }
+    const query = { sql: rendered.sql, params: fillPlaceholders(rendered.params, values) };
+    const result = (await session.prepareQuery(query, undefined, serverPrepare.has(db) ? "q" : undefined, false).execute()) as unknown;
+    return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+  };
+}
+
+/** A placeholder named `<prefix>.<key>` for each column key of a row (see `rowValues`). */
+export function rowPlaceholders<K extends string>(prefix: string, keys: readonly K[]): Record<K, Placeholder> {
+  return Object.fromEntries(keys.map((k) => [k, sql.placeholder(`${prefix}.${k}`)])) as Record<K, Placeholder>;
+}
+
+/** The values that fill `rowPlaceholders(prefix, …)` for one row. */
+export function rowValues(prefix: string, row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(row).map(([k, v]) => [`${prefix}.${k}`, v]));
 }

@@ -2,7 +2,7 @@ import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
 import type { Database } from "../db/client";
 import { insertRowWhen } from "../db/insert-when";
-import { preparedQuery, runStatement } from "../db/prepared";
+import { preparedQuery, rowPlaceholders, rowValues, statementTemplate } from "../db/prepared";
 import { accountStatus, auditEvents, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
@@ -11,15 +11,16 @@ import { fromDbTime, toDbTime, toIso } from "../lib/time";
 import { digestsEqual, hashToken, signAccessToken, type TokenConfig, verifyAccessToken } from "../lib/tokens";
 import { uuidv7 } from "../lib/uuidv7";
 import { consumeAccountToken, spendAllAccountTokens } from "./account-tokens";
-import { type AuditContext, auditInsert, auditRow, recordAudit } from "./audit";
+import { type AuditContext, auditRow, recordAudit } from "./audit";
 import {
+  addressKey,
   type CounterRow,
   clearEmailFailuresCte,
   clearEmailThrottle,
   countAttempts,
+  emailKey,
   forgiveAttempt,
   loginAtLimitCte,
-  loginAttemptKeys,
   loginMaxOf,
   readCounters,
   refuseIfAtLimit,
@@ -27,6 +28,7 @@ import {
   reserveLoginAttempt,
   reserveQuota,
   THROTTLE_WINDOW_SECONDS,
+  throttleWindow,
 } from "./login-throttle";
 import { enqueueMail } from "./mail";
 
@@ -213,35 +215,38 @@ export async function login(
   audit: AuditContext,
   input: { email: string; password: string },
 ): Promise<Auth> {
-  const user = await readAccountAndThrottle(db, input.email, deps.clientAddress, deps.now);
+  const keys = { emailKey: emailKey(input.email), addressKey: addressKey(deps.clientAddress) };
+  const window = throttleWindow(THROTTLE_WINDOW_SECONDS, deps.now);
+  const read = await loginRead<Partial<CounterRow> & Record<string, unknown>>(db, { ...keys, floor: window.floor, email: input.email });
+  // One row per open counter (or one row of nulls), each carrying the account's columns.
+  refuseIfAtLimit(
+    read.filter((r): r is CounterRow & Record<string, unknown> => typeof r.key === "string"),
+    loginMaxOf,
+    THROTTLE_WINDOW_SECONDS,
+    deps.now,
+  );
+  const user = read[0]?.[users.id.name] ? accountFromRaw(read[0]) : undefined;
   const ok = await verifyPassword(user?.passwordHash ?? (await getDummyHash()), input.password);
   // A disabled account is refused exactly like a wrong password.
   if (!user || !ok || user.disabled) {
-    const counted = countAttempts(db, loginAttemptKeys(input.email, deps.clientAddress), THROTTLE_WINDOW_SECONDS, deps.now);
-    const event = auditInsert(db, audit, {
+    const event = auditRow(audit, {
       action: "auth.login_failed",
       targetType: user ? "user" : undefined,
       targetId: user?.id ?? null,
       details: { reason: !user ? "unknown_email" : !ok ? "wrong_password" : "disabled" },
     });
-    const rows = await runStatement<CounterRow>(
-      db,
-      sql`with counted as (${counted.getSQL()}), audited as (${event.getSQL()}) select * from counted`,
-    );
-    refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
+    const counted = await loginFailed<CounterRow>(db, { ...keys, ...window, ...rowValues("event", event) });
+    refuseIfOver(counted, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
     throw unauthorized(WRONG_CREDENTIALS);
   }
   const { row, auth } = await newSession(deps, user, deps.now);
-  const allowed = sql`not exists (select from at_limit)`;
   const event = auditRow(audit, { action: "auth.login", targetType: "user", targetId: user.id });
-  const atLimit = await runStatement<CounterRow>(
-    db,
-    sql`with ${loginAtLimitCte(db, input.email, deps.clientAddress, deps.now)},
-        ${clearEmailFailuresCte(db, input.email, allowed)},
-        audited as (${insertRowWhen(auditEvents, event, allowed)}),
-        issued as (${insertRowWhen(sessions, row, allowed)})
-        select * from at_limit`,
-  );
+  const atLimit = await loginDecide<CounterRow>(db, {
+    ...keys,
+    floor: window.floor,
+    ...rowValues("event", event),
+    ...rowValues("session", row),
+  });
   refuseIfAtLimit(atLimit, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
   if (needsRehash(user.passwordHash)) {
     const [updated] = await db
@@ -254,29 +259,52 @@ export async function login(
   return auth;
 }
 
-/**
- * The sign-in's first statement, read-only: the account with its flags and the throttle's open
- * counters for the email and the address, in one round trip. Refuses when either counter is
- * already at its bar; an unknown email comes back as `undefined`.
- */
-async function readAccountAndThrottle(db: Database, email: string, address: string, now: Date): Promise<UserRow | undefined> {
-  const counters = readCounters(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
-  const account = selectUsers(db).where(eq(users.email, email)).limit(1);
-  // One row per open counter (or one row of nulls), each carrying the account's columns.
-  const rows = await runStatement<Partial<CounterRow> & Record<string, unknown>>(
-    db,
-    sql`with counters as (${counters.getSQL()}), account as (${account.getSQL()})
-        select account.*, counters.* from (select) as one left join account on true left join counters on true`,
-  );
-  refuseIfAtLimit(
-    rows.filter((r): r is CounterRow & Record<string, unknown> => typeof r.key === "string"),
-    loginMaxOf,
-    THROTTLE_WINDOW_SECONDS,
-    now,
-  );
-  const first = rows[0];
-  return first?.[users.id.name] ? accountFromRaw(first) : undefined;
-}
+// The sign-in's three statements, built from the schema once and sent with each call's values.
+const p = sql.placeholder;
+const EVENT_COLUMNS = [
+  "id",
+  "at",
+  "action",
+  "actorId",
+  "targetType",
+  "targetId",
+  "ip",
+  "requestId",
+  "details",
+] as const satisfies readonly (keyof ReturnType<typeof auditRow>)[];
+const SESSION_COLUMNS = ["id", "userId", "tokenHash", "expiresAt", "createdAt"] as const;
+const throttleKeys = { email: p("emailKey"), address: p("addressKey") };
+
+/** Before the hash, read-only: the throttle's open counters for the email and the address, and the account with its flags. */
+const loginRead = statementTemplate("auth.login.read", (db) => {
+  const counters = readCounters(db, [throttleKeys.email, throttleKeys.address], p("floor"));
+  const account = selectUsers(db)
+    .where(eq(users.email, p("email")))
+    .limit(1);
+  return sql`with counters as (${counters.getSQL()}), account as (${account.getSQL()})
+        select account.*, counters.* from (select) as one left join account on true left join counters on true`;
+});
+
+/** After a failed check: both counters count it (returned, to judge), and its event. */
+const loginFailed = statementTemplate("auth.login.failed", (db) => {
+  const counted = countAttempts(db, [throttleKeys.email, throttleKeys.address], {
+    now: p("now"),
+    floor: p("floor"),
+    expires: p("expires"),
+  });
+  const event = db.insert(auditEvents).values(rowPlaceholders("event", EVENT_COLUMNS));
+  return sql`with counted as (${counted.getSQL()}), audited as (${event.getSQL()}) select * from counted`;
+});
+
+/** After a right password: the counters at their bar (returned), else the forgiving, the event and the session. */
+const loginDecide = statementTemplate("auth.login.decide", (db) => {
+  const allowed = sql`not exists (select from at_limit)`;
+  return sql`with ${loginAtLimitCte(db, throttleKeys, p("floor"))},
+        ${clearEmailFailuresCte(db, throttleKeys.email, allowed)},
+        audited as (${insertRowWhen(auditEvents, rowPlaceholders("event", EVENT_COLUMNS), allowed)}),
+        issued as (${insertRowWhen(sessions, rowPlaceholders("session", SESSION_COLUMNS), allowed)})
+        select * from at_limit`;
+});
 
 /**
  * Verifies the token, then requires its session row: present, unexpired, owned by `sub`,

@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, lt, type SQL, sql } from "drizzle-orm";
+import { and, eq, gt, inArray, lt, type Placeholder, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
 import { loginThrottle } from "../db/schema";
@@ -14,6 +14,23 @@ export const MAX_ATTEMPTS_PER_ADDRESS = 100;
 export const emailKey = (email: string) => `email:${email}`;
 export const addressKey = (address: string) => `ip:${address}`;
 
+/** A value, or a placeholder for it in a statement rendered once (src/db/prepared.ts statementTemplate). */
+type Value = string | Placeholder;
+
+/** A counting's times: now, the floor below which a window is over, a new window's end. */
+export interface ThrottleWindow {
+  now: Value;
+  floor: Value;
+  expires: Value;
+}
+export function throttleWindow(windowSeconds: number, now: Date) {
+  return {
+    now: toDbTime(now),
+    floor: toDbTime(new Date(now.getTime() - windowSeconds * 1000)),
+    expires: toDbTime(new Date(now.getTime() + windowSeconds * 1000)),
+  };
+}
+
 /** A counter as the upsert returns it (raw rows carry the columns' own names). */
 export type CounterRow = {
   key: string;
@@ -28,10 +45,8 @@ export type CounterRow = {
  * the count this upsert returns, so concurrent attempts (a batch of 50 logins) cannot slip past
  * the limit between a read and a write.
  */
-export function countAttempts(db: Database, keys: string[], windowSeconds: number, now: Date) {
-  const nowText = toDbTime(now);
-  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
-  const expires = toDbTime(new Date(now.getTime() + windowSeconds * 1000));
+export function countAttempts(db: Database, keys: Value[], window: ThrottleWindow) {
+  const { now: nowText, floor: windowStartFloor, expires } = window;
   const windowOver = sql`${loginThrottle.windowStartedAt} <= ${windowStartFloor}::timestamp`;
   const excluded = (column: { name: string }) => sql`excluded.${sql.identifier(column.name)}`;
   return db
@@ -71,8 +86,7 @@ export const loginMaxOf = (key: string) => (key.startsWith("email:") ? MAX_ATTEM
  * statement carries it, see `login` in ./auth.ts): a key at its bar is refused before the
  * password hash is checked. Counting happens after the hash, in the statement that decides.
  */
-export function readCounters(db: Database, keys: string[], windowSeconds: number, now: Date, also?: SQL) {
-  const windowStartFloor = toDbTime(new Date(now.getTime() - windowSeconds * 1000));
+export function readCounters(db: Database, keys: Value[], windowStartFloor: Value, also?: SQL) {
   return db
     .select({
       key: loginThrottle.key,
@@ -94,15 +108,9 @@ export function refuseIfAtLimit(rows: CounterRow[], maxOf: (key: string) => numb
  * a right password's session: it writes only when this is empty. It is read in that statement's
  * own snapshot, so a burst of guesses counted while the hash ran still stops the right one.
  */
-export function loginAtLimitCte(db: Database, email: string, address: string, now: Date): SQL {
-  const bar = sql`case when ${loginThrottle.key} = ${emailKey(email)} then ${MAX_ATTEMPTS_PER_EMAIL}::integer else ${MAX_ATTEMPTS_PER_ADDRESS}::integer end`;
-  const counters = readCounters(
-    db,
-    loginAttemptKeys(email, address),
-    THROTTLE_WINDOW_SECONDS,
-    now,
-    sql`${loginThrottle.failures} >= ${bar}`,
-  );
+export function loginAtLimitCte(db: Database, keys: { email: Value; address: Value }, windowStartFloor: Value): SQL {
+  const bar = sql`case when ${loginThrottle.key} = ${keys.email} then ${MAX_ATTEMPTS_PER_EMAIL}::integer else ${MAX_ATTEMPTS_PER_ADDRESS}::integer end`;
+  const counters = readCounters(db, [keys.email, keys.address], windowStartFloor, sql`${loginThrottle.failures} >= ${bar}`);
   return sql`at_limit as (${counters.getSQL()})`;
 }
 
@@ -111,17 +119,17 @@ export function loginAtLimitCte(db: Database, email: string, address: string, no
  * row with failures to forgive is written (most sign-ins write nothing here); the address's
  * counter is not touched, since only failures count there.
  */
-export function clearEmailFailuresCte(db: Database, email: string, allowed: SQL): SQL {
+export function clearEmailFailuresCte(db: Database, key: Value, allowed: SQL): SQL {
   const cleared = db
     .update(loginThrottle)
     .set({ failures: 0 })
-    .where(and(eq(loginThrottle.key, emailKey(email)), gt(loginThrottle.failures, 0), allowed));
+    .where(and(eq(loginThrottle.key, key), gt(loginThrottle.failures, 0), allowed));
   return sql`cleared as (${cleared.getSQL()})`;
 }
 
 /** Counts a password check (sign-in, password change) and refuses when over the limit. */
 export async function reserveLoginAttempt(db: Database, email: string, address: string, now: Date): Promise<void> {
-  const rows = await countAttempts(db, loginAttemptKeys(email, address), THROTTLE_WINDOW_SECONDS, now);
+  const rows = await countAttempts(db, loginAttemptKeys(email, address), throttleWindow(THROTTLE_WINDOW_SECONDS, now));
   refuseIfOver(rows, loginMaxOf, THROTTLE_WINDOW_SECONDS, now);
 }
 
@@ -178,8 +186,7 @@ export async function reserveQuota(
   const rows = await countAttempts(
     db,
     keys.map((k) => k.key),
-    windowSeconds,
-    now,
+    throttleWindow(windowSeconds, now),
   );
   refuseIfOver(rows, (key) => keys.find((k) => k.key === key)?.max ?? Infinity, windowSeconds, now, what);
 }
