@@ -8,26 +8,20 @@
 export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /**
- * auth.login, first statement (src/services/auth.ts readAccountAndThrottle), read-only: the
- * throttle's open counters for the email and the address, and the account with its flags.
- * [$1 email key, $2 address key, $3 window floor, $4 email, $5 1]
+ * auth.login, first statement (src/services/auth.ts `login`), read-only: the function of
+ * migration 0009 that reads the account with its flags and the throttle's open counters.
+ * [$1 email key, $2 address key, $3 window floor, $4 email]
  */
-export const LOGIN_READ = `with counters as (select "key", "failures", "window_started_at"::text as "window_started_at" from "login_throttle" where ("login_throttle"."key" in ($1, $2) and "login_throttle"."window_started_at" > $3)), account as (select "users"."id", "users"."email", "users"."password_hash", "users"."role", "users"."created_at", "users"."updated_at", coalesce("account_status"."email_verified", false) as "email_verified", coalesce("account_status"."disabled", false) as "disabled" from "users" left join "account_status" on "account_status"."user_id" = "users"."id" where "users"."email" = $4 limit $5)
-        select account.*, counters.* from (select) as one left join account on true left join counters on true`;
+export const LOGIN_READ = `select * from auth_login_read($1, $2, $3::timestamp, $4)`;
 
 /**
- * auth.login after a right password, one statement that decides: unless a counter is at its bar
- * (then it returns that counter and writes nothing), forgive the email's failures, write the
- * audit event and the session.
- * [$1 email key, $2 address key, $3 window floor, $4 email key, $5 10, $6 100, $7 0, $8 email key,
- *  $9 0, $10 event id, $11 at, $12 action, $13 actor, $14 'user', $15 user id, $16 ip,
- *  $17 request id, $18 details, $19 session id, $20 user id, $21 token hash, $22 expires, $23 created]
+ * auth.login after a right password, one statement that decides (migration 0009): unless a
+ * counter is at its bar (then it returns that counter and writes nothing), forgive the email's
+ * failures, write the audit event and the session.
+ * [$1 email key, $2 address key, $3 window floor, $4 10, $5 100, $6 event id, $7 at, $8 actor,
+ *  $9 ip, $10 request id, $11 session id, $12 user id, $13 token hash, $14 expires, $15 created]
  */
-export const LOGIN_DECIDE = `with at_limit as (select "key", "failures", "window_started_at"::text as "window_started_at" from "login_throttle" where ("login_throttle"."key" in ($1, $2) and "login_throttle"."window_started_at" > $3 and "login_throttle"."failures" >= case when "login_throttle"."key" = $4 then $5::integer else $6::integer end)),
-        cleared as (update "login_throttle" set "failures" = $7 where ("login_throttle"."key" = $8 and "login_throttle"."failures" > $9 and not exists (select from at_limit))),
-        audited as (insert into "audit_events" ("id", "at", "action", "actor_id", "target_type", "target_id", "ip", "request_id", "details") select $10::uuid, $11::timestamp, $12::varchar(64), $13::uuid, $14::varchar(32), $15::uuid, $16::varchar(64), $17::varchar(128), $18::jsonb where not exists (select from at_limit)),
-        issued as (insert into "sessions" ("id", "user_id", "token_hash", "expires_at", "created_at") select $19::uuid, $20::uuid, $21::varchar(255), $22::timestamp, $23::timestamp where not exists (select from at_limit))
-        select * from at_limit`;
+export const LOGIN_DECIDE = `select * from auth_login_decide($1, $2, $3::timestamp, $4::integer, $5::integer, $6::uuid, $7::timestamp, $8::uuid, $9, $10, $11::uuid, $12::uuid, $13, $14::timestamp, $15::timestamp)`;
 
 /**
  * auth.login after a wrong password, an unknown email or a disabled account: count the failure

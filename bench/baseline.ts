@@ -263,7 +263,7 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       }
     }
   };
-  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email, 1], PREPARE_OPTS);
+  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email], PREPARE_OPTS);
   refuse(
     rows.filter((r): r is Counter => typeof r.key === "string"),
     true,
@@ -322,21 +322,13 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       emailKey,
       addressKey,
       floor,
-      emailKey,
       10,
       100,
-      0,
-      emailKey,
-      0,
       uuidv7(),
       nowText,
-      "auth.login",
       null,
-      "user",
-      userId,
       clientAddress,
       requestId,
-      "{}",
       sessionId,
       userId,
       tokenHash,

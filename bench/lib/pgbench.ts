@@ -166,31 +166,23 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           scripts.push([...(kind === "login-insert" ? [] : [lookup]), ...(kind === "login-lookup" ? [] : [insert]), ""].join("\n"));
           break;
         }
-        const read = bind(LOGIN_READ, { 1: `:ek${k}`, 2: ":ak", 3: ":floor", 4: `:e${k}`, 5: ":one" });
+        const read = bind(LOGIN_READ, { 1: `:ek${k}`, 2: ":ak", 3: ":floor", 4: `:e${k}` });
         const decide = bind(LOGIN_DECIDE, {
           1: `:ek${k}`,
           2: ":ak",
           3: ":floor",
-          4: `:ek${k}`,
-          5: ":ten",
-          6: ":hundred",
-          7: ":zero",
-          8: `:ek${k}`,
-          9: ":zero",
-          10: "gen_random_uuid()",
-          11: ":now",
-          12: ":action",
-          13: "null",
-          14: ":user",
-          15: `:u${k}`,
-          16: ":ip",
-          17: ":rid",
-          18: ":details",
-          19: "gen_random_uuid()",
-          20: `:u${k}`,
-          21: "md5(random()::text)",
-          22: ":later",
-          23: ":now",
+          4: ":ten",
+          5: ":hundred",
+          6: "gen_random_uuid()",
+          7: ":now",
+          8: "null",
+          9: ":ip",
+          10: ":rid",
+          11: "gen_random_uuid()",
+          12: `:u${k}`,
+          13: "md5(random()::text)",
+          14: ":later",
+          15: ":now",
         });
         const both = [`${oneLine(read)};`, `${oneLine(decide)};`];
         scripts.push(

@@ -2,7 +2,6 @@ import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
 import * as v from "valibot";
 import type { AuditEvent } from "../contract/types";
 import type { Database } from "../db/client";
-import type { InsertRow } from "../db/insert-when";
 import { auditEvents } from "../db/schema";
 import { calendarTimestampText, decodeCursor, encodeCursor, uuidText } from "../lib/cursor";
 import type { Page } from "../lib/page";
@@ -101,7 +100,7 @@ export function auditRow(ctx: AuditContext, entry: AuditEntry) {
     ip: ctx.ip,
     requestId: ctx.requestId,
     details: entry.details ?? {},
-  } satisfies InsertRow<typeof auditEvents>;
+  } satisfies { [K in keyof typeof auditEvents.$inferInsert]?: (typeof auditEvents.$inferInsert)[K] | SQL };
 }
 
 /** Writes one event; call it with the transaction of the change it records. */

@@ -1,7 +1,6 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
 import type { Database } from "../db/client";
-import { insertRowWhen } from "../db/insert-when";
 import { preparedQuery, rowPlaceholders, rowValues, statementTemplate } from "../db/prepared";
 import { accountStatus, auditEvents, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -15,14 +14,13 @@ import { type AuditContext, auditRow, recordAudit } from "./audit";
 import {
   addressKey,
   type CounterRow,
-  clearEmailFailuresCte,
   clearEmailThrottle,
   countAttempts,
   emailKey,
   forgiveAttempt,
-  loginAtLimitCte,
   loginMaxOf,
-  readCounters,
+  MAX_ATTEMPTS_PER_ADDRESS,
+  MAX_ATTEMPTS_PER_EMAIL,
   refuseIfAtLimit,
   refuseIfOver,
   reserveLoginAttempt,
@@ -241,6 +239,7 @@ export async function login(
   }
   const { row, auth } = await newSession(deps, user, deps.now);
   const event = auditRow(audit, { action: "auth.login", targetType: "user", targetId: user.id });
+  // The function writes the `auth.login` event's fixed fields itself (action, target type, no details).
   const atLimit = await loginDecide<CounterRow>(db, {
     ...keys,
     floor: window.floor,
@@ -259,7 +258,9 @@ export async function login(
   return auth;
 }
 
-// The sign-in's three statements, built from the schema once and sent with each call's values.
+// The sign-in's three statements, rendered once and sent with each call's values. Before the
+// hash and after a right password they call the functions of migration 0009 (planned once per
+// server connection, also through a transaction pooler); a failure's statement is built here.
 const p = sql.placeholder;
 const EVENT_COLUMNS = [
   "id",
@@ -272,39 +273,45 @@ const EVENT_COLUMNS = [
   "requestId",
   "details",
 ] as const satisfies readonly (keyof ReturnType<typeof auditRow>)[];
-const SESSION_COLUMNS = ["id", "userId", "tokenHash", "expiresAt", "createdAt"] as const;
-const throttleKeys = { email: p("emailKey"), address: p("addressKey") };
 
-/** Before the hash, read-only: the throttle's open counters for the email and the address, and the account with its flags. */
-const loginRead = statementTemplate("auth.login.read", (db) => {
-  const counters = readCounters(db, [throttleKeys.email, throttleKeys.address], p("floor"));
-  const account = selectUsers(db)
-    .where(eq(users.email, p("email")))
-    .limit(1);
-  return sql`with counters as (${counters.getSQL()}), account as (${account.getSQL()})
-        select account.*, counters.* from (select) as one left join account on true left join counters on true`;
-});
+/** Before the hash, read-only: the account with its flags, and the throttle's open counters. */
+const loginRead = statementTemplate(
+  "auth.login.read",
+  () => sql`select * from auth_login_read(${p("emailKey")}, ${p("addressKey")}, ${p("floor")}::timestamp, ${p("email")})`,
+);
 
 /** After a failed check: both counters count it (returned, to judge), and its event. */
 const loginFailed = statementTemplate("auth.login.failed", (db) => {
-  const counted = countAttempts(db, [throttleKeys.email, throttleKeys.address], {
-    now: p("now"),
-    floor: p("floor"),
-    expires: p("expires"),
-  });
+  const counted = countAttempts(db, [p("emailKey"), p("addressKey")], { now: p("now"), floor: p("floor"), expires: p("expires") });
   const event = db.insert(auditEvents).values(rowPlaceholders("event", EVENT_COLUMNS));
   return sql`with counted as (${counted.getSQL()}), audited as (${event.getSQL()}) select * from counted`;
 });
 
 /** After a right password: the counters at their bar (returned), else the forgiving, the event and the session. */
-const loginDecide = statementTemplate("auth.login.decide", (db) => {
-  const allowed = sql`not exists (select from at_limit)`;
-  return sql`with ${loginAtLimitCte(db, throttleKeys, p("floor"))},
-        ${clearEmailFailuresCte(db, throttleKeys.email, allowed)},
-        audited as (${insertRowWhen(auditEvents, rowPlaceholders("event", EVENT_COLUMNS), allowed)}),
-        issued as (${insertRowWhen(sessions, rowPlaceholders("session", SESSION_COLUMNS), allowed)})
-        select * from at_limit`;
-});
+const loginDecide = statementTemplate(
+  "auth.login.decide",
+  () =>
+    sql`select * from auth_login_decide(${sql.join(
+      [
+        sql`${p("emailKey")}`,
+        sql`${p("addressKey")}`,
+        sql`${p("floor")}::timestamp`,
+        sql`${MAX_ATTEMPTS_PER_EMAIL}::integer`,
+        sql`${MAX_ATTEMPTS_PER_ADDRESS}::integer`,
+        sql`${p("event.id")}::uuid`,
+        sql`${p("event.at")}::timestamp`,
+        sql`${p("event.actorId")}::uuid`,
+        sql`${p("event.ip")}`,
+        sql`${p("event.requestId")}`,
+        sql`${p("session.id")}::uuid`,
+        sql`${p("session.userId")}::uuid`,
+        sql`${p("session.tokenHash")}`,
+        sql`${p("session.expiresAt")}::timestamp`,
+        sql`${p("session.createdAt")}::timestamp`,
+      ],
+      sql`, `,
+    )})`,
+);
 
 /**
  * Verifies the token, then requires its session row: present, unexpired, owned by `sub`,

@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, lt, type Placeholder, type SQL, sql } from "drizzle-orm";
+import { and, eq, lt, type Placeholder, type SQL, sql } from "drizzle-orm";
 import { deleteInBatches } from "../db/batched-delete";
 import type { Database } from "../db/client";
 import { loginThrottle } from "../db/schema";
@@ -81,50 +81,10 @@ export function refuseIfOver(rows: CounterRow[], maxOf: (key: string) => number,
 export const loginAttemptKeys = (email: string, address: string) => [emailKey(email), addressKey(address)];
 export const loginMaxOf = (key: string) => (key.startsWith("email:") ? MAX_ATTEMPTS_PER_EMAIL : MAX_ATTEMPTS_PER_ADDRESS);
 
-/**
- * The counters of `keys` whose window is still open, read without writing (the sign-in's first
- * statement carries it, see `login` in ./auth.ts): a key at its bar is refused before the
- * password hash is checked. Counting happens after the hash, in the statement that decides.
- */
-export function readCounters(db: Database, keys: Value[], windowStartFloor: Value, also?: SQL) {
-  return db
-    .select({
-      key: loginThrottle.key,
-      failures: loginThrottle.failures,
-      window_started_at: sql<string>`${loginThrottle.windowStartedAt}::text`.as(loginThrottle.windowStartedAt.name),
-    })
-    .from(loginThrottle)
-    .where(and(inArray(loginThrottle.key, keys), gt(loginThrottle.windowStartedAt, windowStartFloor), also));
-}
-
 /** Throws TOO_MANY_REQUESTS when a counter read before an attempt already holds its `max` failures. */
 export function refuseIfAtLimit(rows: CounterRow[], maxOf: (key: string) => number, windowSeconds: number, now: Date): void {
   // `refuseIfOver` judges a count that includes this attempt: at the bar now is over it then.
   refuseIfOver(rows, (key) => maxOf(key) - 1, windowSeconds, now);
-}
-
-/**
- * The sign-in's counters at their bar, as a CTE named `at_limit`, for the statement that writes
- * a right password's session: it writes only when this is empty. It is read in that statement's
- * own snapshot, so a burst of guesses counted while the hash ran still stops the right one.
- */
-export function loginAtLimitCte(db: Database, keys: { email: Value; address: Value }, windowStartFloor: Value): SQL {
-  const bar = sql`case when ${loginThrottle.key} = ${keys.email} then ${MAX_ATTEMPTS_PER_EMAIL}::integer else ${MAX_ATTEMPTS_PER_ADDRESS}::integer end`;
-  const counters = readCounters(db, [keys.email, keys.address], windowStartFloor, sql`${loginThrottle.failures} >= ${bar}`);
-  return sql`at_limit as (${counters.getSQL()})`;
-}
-
-/**
- * After a right password within the bar: the email's failures before it are forgiven. Only a
- * row with failures to forgive is written (most sign-ins write nothing here); the address's
- * counter is not touched, since only failures count there.
- */
-export function clearEmailFailuresCte(db: Database, key: Value, allowed: SQL): SQL {
-  const cleared = db
-    .update(loginThrottle)
-    .set({ failures: 0 })
-    .where(and(eq(loginThrottle.key, key), gt(loginThrottle.failures, 0), allowed));
-  return sql`cleared as (${cleared.getSQL()})`;
 }
 
 /** Counts a password check (sign-in, password change) and refuses when over the limit. */

@@ -62,8 +62,8 @@ describe.if(DIRECT !== undefined && TEST_DATABASE_URL !== undefined)("DATABASE_P
       const cancelled = await caller.orders.cancel({ id: placed[placed.length - 1].id });
       expect(cancelled.status).toBe("cancelled");
       // Each shape once, however often it ran: the count does not grow in the second round.
-      expect(await preparedLike("with counters as")).toBe(1); // the sign-in's read of its counters and the account
-      expect(await preparedLike("with at_limit as")).toBe(1); // its session, audit event and forgiving, decided
+      expect(await preparedLike("select * from auth_login_read")).toBe(1); // the sign-in's read of the account and its counters
+      expect(await preparedLike("select * from auth_login_decide")).toBe(1); // its session, audit event and forgiving, decided
       expect(await preparedLike('with "page" as')).toBe(2); // the list, without and with a cursor
       expect(await preparedLike("select json_build_object")).toBe(1); // orders.byId
       // The cancel runs in a transaction with its audit event; statements inside transactions
