@@ -624,11 +624,12 @@ describe.if(onPostgres)("auth: concurrency on real Postgres", () => {
   });
 
   test("counting and forgiving the attempts of one email from one address, racing: never a deadlock", async () => {
-    // A sign-in counts (email, then address) before the hash, and after it sends the forgiving
-    // CTEs inside its session insert. Postgres runs data-modifying CTEs in no set order; with
-    // the address's row taken first there, two sign-ins of one account deadlock (40P01, a 500
+    // A password change counts (email, then address) before the hash and forgives after it
+    // (reserveLoginAttempt, forgiveAttempt); the sign-in did the same until it moved to counting
+    // after the hash. Postgres runs data-modifying CTEs in no set order; with the address's row
+    // taken first in the forgiving CTEs, two attempts of one account deadlocked (40P01, a 500
     // after deadlock_timeout): pgbench of the two statements ran at 22 tps instead of 1,800.
-    // Raced here without the hash between them, in the sign-in's shape (an INSERT as main query).
+    // Raced here without the hash between them, with an INSERT as the main query.
     const email = uniqueEmail("deadlock");
     const address = "203.0.113.77";
     const now = new Date();
