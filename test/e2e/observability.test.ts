@@ -116,7 +116,9 @@ describe("GET /metrics", () => {
     // PGlite is one connection; on Postgres the pool is DATABASE_POOL_MAX (5 in the test env).
     expect([1, 5]).toContain(samples(text, "db_pool_max_connections")[""]);
     expect(samples(text, "db_statements_waiting")[""]).toBe(0);
-    expect(samples(text, "db_statement_duration_seconds_count")['operation="with"']).toBeGreaterThanOrEqual(1);
+    // Statements are labelled by their kind: reads (the sign-in's, the catalog's) and the order's inserts.
+    expect(samples(text, "db_statement_duration_seconds_count")['operation="select"']).toBeGreaterThanOrEqual(1);
+    expect(samples(text, "db_statement_duration_seconds_count")['operation="insert"']).toBeGreaterThanOrEqual(1);
     expect(samples(text, "orders_create_total")['outcome="placed"']).toBe(1);
     expect(samples(text, "auth_login_total")['outcome="ok"']).toBe(1);
     expect(samples(text, "process_resident_memory_bytes")[""]).toBeGreaterThan(0);
