@@ -94,9 +94,11 @@ export async function reserveLoginAttempt(db: Database, email: string, address: 
 }
 
 /**
- * After a right password: the email's counter goes back to 0 (the failures before it are
- * forgiven), the address gets this attempt back. As CTEs (`cleared`, `eased`), so the sign-in
- * sends them inside its session insert (one statement); `forgiveAttempt` runs them on their own.
+ * After a right current password in `changePassword` (which reserves its attempt before the
+ * hash, `reserveLoginAttempt`): the email's counter goes back to 0 (the failures before it are
+ * forgiven), the address gets this attempt back. As CTEs (`cleared`, `eased`), which
+ * `forgiveAttempt` runs. The sign-in counts only failures, after the hash, and forgives inside
+ * its deciding function (migration 0009), so it needs neither.
  *
  * An UPDATE, not a DELETE: the row is re-used by the next sign-in's count (a HOT update instead
  * of a delete, an insert and an index entry each time; the backup's deletion log records
