@@ -49,6 +49,9 @@ export function sendQuery<T>(query: Preparable<T>, onServer: boolean): PromiseLi
   return onServer ? query.prepare("q").execute() : query;
 }
 
+/** A statement as Drizzle renders it: its text and its parameters in order. */
+type Rendered = { sql: string; params: unknown[] };
+
 type RawSession = {
   session: {
     prepareQuery(query: unknown, fields: undefined, name: string | undefined, arrayMode: boolean): { execute(): Promise<unknown> };
@@ -66,11 +69,21 @@ type RawSession = {
  */
 export async function runStatement<T extends Record<string, unknown>>(db: Database, query: SQL): Promise<T[]> {
   if (!serverPrepare.has(db)) return queryRows<T>(db, query);
-  const { session, dialect } = db as unknown as RawSession;
-  return (await session.prepareQuery(dialect.sqlToQuery(query), undefined, "q", false).execute()) as T[];
+  const { dialect } = db as unknown as RawSession;
+  return sendRendered<T>(db, dialect.sqlToQuery(query) as Rendered, true);
 }
 
-type Rendered = { sql: string; params: unknown[] };
+/**
+ * Sends a statement already rendered to text and parameters, on a database or a transaction:
+ * server-prepared when `onServer` (a transaction object is not the database `allowServerPrepare`
+ * marked, so its caller says), else unnamed. The rows come back as an array on either driver.
+ */
+export async function sendRendered<T>(db: Database, query: Rendered, onServer: boolean): Promise<T[]> {
+  const { session } = db as unknown as RawSession;
+  const result = (await session.prepareQuery(query, undefined, onServer ? "q" : undefined, false).execute()) as unknown;
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
 const renderedStatements = new Map<string, Rendered>();
 
 /**
@@ -84,15 +97,12 @@ const renderedStatements = new Map<string, Rendered>();
  */
 export function statementTemplate(key: string, build: (db: Database) => SQL) {
   return async <T extends Record<string, unknown>>(db: Database, values: Record<string, unknown>): Promise<T[]> => {
-    const { session, dialect } = db as unknown as RawSession;
     let rendered = renderedStatements.get(key);
     if (!rendered) {
-      rendered = dialect.sqlToQuery(build(db)) as Rendered;
+      rendered = (db as unknown as RawSession).dialect.sqlToQuery(build(db)) as Rendered;
       renderedStatements.set(key, rendered);
     }
-    const query = { sql: rendered.sql, params: fillPlaceholders(rendered.params, values) };
-    const result = (await session.prepareQuery(query, undefined, serverPrepare.has(db) ? "q" : undefined, false).execute()) as unknown;
-    return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+    return sendRendered<T>(db, { sql: rendered.sql, params: fillPlaceholders(rendered.params, values) }, serverPrepare.has(db));
   };
 }
 

@@ -3,7 +3,7 @@ import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import * as v from "valibot";
 import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
-import { preparesOnServer, runStatement } from "../db/prepared";
+import { preparesOnServer, runStatement, sendRendered } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
@@ -143,12 +143,8 @@ function textOf(shape: string, build: () => { toSQL(): { sql: string } }): strin
 }
 
 /** Sends a rendered statement on this database or transaction (server-prepared when allowed). */
-async function send<T>(db: Database, text: string, params: unknown[], onServer: boolean): Promise<T[]> {
-  const result = (await db._.session
-    .prepareQuery({ sql: text, params }, undefined, onServer ? "orders" : undefined, false)
-    .execute()) as unknown;
-  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
-}
+const send = <T>(db: Database, text: string, params: unknown[], onServer: boolean): Promise<T[]> =>
+  sendRendered<T>(db, { sql: text, params }, onServer);
 
 /** A raw row (the columns' own names) under the table's schema keys. */
 function fromDb<T extends typeof orders | typeof orderItems>(table: T, row: Record<string, unknown>): T["$inferSelect"] {

@@ -10,7 +10,16 @@ import { auditInsert, systemAudit } from "../../src/services/audit";
 import { ensureAdmin } from "../../src/services/auth";
 import { emailKey, forgiveAttemptCtes, pruneExpiredThrottles, reserveLoginAttempt } from "../../src/services/login-throttle";
 import { clientAddressOf } from "../../src/trpc/context";
-import { callerFor, createTestClock, createTestDeps, errorCodeOf, signUp, TEST_JWT_SECRET, uniqueEmail } from "../support/app";
+import {
+  callerFor,
+  createTestClock,
+  createTestDeps,
+  errorCodeOf,
+  signUp,
+  TEST_JWT_SECRET,
+  throttleFailures as throttleFailuresIn,
+  uniqueEmail,
+} from "../support/app";
 import { getTestDatabase, onPostgres, resetDatabase } from "../support/db";
 
 import { serveInProcess } from "../support/server";
@@ -35,10 +44,7 @@ async function errorOf(promise: Promise<unknown>): Promise<{ code: string; messa
 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
 
-async function throttleFailures(key: string): Promise<number | undefined> {
-  const [row] = await queryRows<{ failures: number }>(handle.db, sql`select failures from login_throttle where key = ${key}`);
-  return row === undefined ? undefined : Number(row.failures);
-}
+const throttleFailures = (key: string) => throttleFailuresIn(handle.db, key);
 
 describe("auth: happy path", () => {
   test("register, me, login, logout", async () => {

@@ -8,7 +8,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { queryRows } from "../../src/db/client";
 import { auditEvents, sessions } from "../../src/db/schema";
 import { emailKey } from "../../src/services/login-throttle";
-import { callerFor, createTestDeps, errorCodeOf, signUp, uniqueEmail } from "../support/app";
+import { callerFor, createTestDeps, errorCodeOf, signUp, throttleFailures, uniqueEmail } from "../support/app";
 import { getTestDatabase, resetDatabase } from "../support/db";
 
 setDefaultTimeout(60_000);
@@ -68,6 +68,7 @@ async function countOf(query: ReturnType<typeof sql>): Promise<number> {
   const [row] = await queryRows<{ n: number }>(handle.db, query);
   return Number(row.n);
 }
+const sessionsOf = (userId: string) => countOf(sql`select count(*) as n from ${sessions} where ${eq(sessions.userId, userId)}`);
 
 describe("sign-in: the statement after the hash decides", () => {
   test("happy: a right password held at the hash, with nothing counted meanwhile, signs in and forgives", async () => {
@@ -76,17 +77,13 @@ describe("sign-in: the statement after the hash decides", () => {
     for (let i = 0; i < 3; i++) await errorCodeOf(callerFor(deps).auth.login({ email: user.email, password: "wrong password" }));
     const held = await signInHeldAtTheHash(() => callerFor(deps).auth.login({ email: user.email, password }), password);
     expect(await held.finish()).toBe("no error");
-    const [row] = await queryRows<{ failures: number }>(
-      handle.db,
-      sql`select failures from login_throttle where key = ${emailKey(user.email)}`,
-    );
-    expect(Number(row.failures)).toBe(0);
+    expect(await throttleFailures(handle.db, emailKey(user.email))).toBe(0);
   });
 
   test("security: failures that reach the email's bar while the right password is hashed refuse it, and nothing is written", async () => {
     const deps = createTestDeps(handle.db);
     const { user, password } = await signUp(deps);
-    const sessionsBefore = await countOf(sql`select count(*) as n from ${sessions} where ${sessions.userId} = ${user.id}`);
+    const sessionsBefore = await sessionsOf(user.id);
     const held = await signInHeldAtTheHash(() => callerFor(deps).auth.login({ email: user.email, password }), password);
     // A burst of guesses for the same email, all counted while the right one waits.
     const codes = [];
@@ -94,18 +91,14 @@ describe("sign-in: the statement after the hash decides", () => {
       codes.push(await errorCodeOf(callerFor(deps).auth.login({ email: user.email, password: "wrong password" })));
     expect(codes).toEqual(Array(10).fill("UNAUTHORIZED"));
     expect(await held.finish()).toBe("TOO_MANY_REQUESTS");
-    expect(await countOf(sql`select count(*) as n from ${sessions} where ${sessions.userId} = ${user.id}`)).toBe(sessionsBefore);
+    expect(await sessionsOf(user.id)).toBe(sessionsBefore);
     expect(
       await countOf(
         sql`select count(*) as n from ${auditEvents} where ${and(eq(auditEvents.action, "auth.login"), eq(auditEvents.targetId, user.id))}`,
       ),
     ).toBe(0);
     // The failures stay counted: the right password is refused until the window passes.
-    const [row] = await queryRows<{ failures: number }>(
-      handle.db,
-      sql`select failures from login_throttle where key = ${emailKey(user.email)}`,
-    );
-    expect(Number(row.failures)).toBe(10);
+    expect(await throttleFailures(handle.db, emailKey(user.email))).toBe(10);
   });
 
   test("security: the address's bar, reached meanwhile from other emails, refuses it too", async () => {
@@ -119,7 +112,7 @@ describe("sign-in: the statement after the hash decides", () => {
           values (${`ip:${from.clientAddress}`}, 100, now() at time zone 'utc', now() at time zone 'utc' + interval '15 minutes')`,
     );
     expect(await held.finish()).toBe("TOO_MANY_REQUESTS");
-    expect(await countOf(sql`select count(*) as n from ${sessions} where ${sessions.userId} = ${user.id}`)).toBe(1); // signUp's own
+    expect(await sessionsOf(user.id)).toBe(1); // signUp's own
   });
 
   test("error: a wrong password counted past the bar in a burst answers TOO_MANY_REQUESTS, not UNAUTHORIZED", async () => {
@@ -129,7 +122,6 @@ describe("sign-in: the statement after the hash decides", () => {
     const held = await signInHeldAtTheHash(() => callerFor(deps).auth.login({ email, password: wrong }), wrong);
     for (let i = 0; i < 10; i++) await errorCodeOf(callerFor(deps).auth.login({ email, password: "another guess" }));
     expect(await held.finish()).toBe("TOO_MANY_REQUESTS");
-    const [row] = await queryRows<{ failures: number }>(handle.db, sql`select failures from login_throttle where key = ${emailKey(email)}`);
-    expect(Number(row.failures)).toBe(11);
+    expect(await throttleFailures(handle.db, emailKey(email))).toBe(11);
   });
 });

@@ -1,8 +1,8 @@
 import { expect } from "bun:test";
-import { eq, inArray } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { createApp } from "../../src/app";
-import type { Database, DatabaseHandle } from "../../src/db/client";
-import { products, users } from "../../src/db/schema";
+import { type Database, type DatabaseHandle, queryRows } from "../../src/db/client";
+import { loginThrottle, products, users } from "../../src/db/schema";
 import { type AppDeps, createDeps, type JobDeps } from "../../src/deps";
 import { type Env, parseEnv } from "../../src/env";
 import { silentLogger } from "../../src/lib/logger";
@@ -155,4 +155,13 @@ export async function insertProducts(db: Database, specs: { price: string; stock
 export async function stocksOf(db: Database, ids: string[]): Promise<Record<string, number>> {
   const rows = await db.select({ id: products.id, stock: products.stock }).from(products).where(inArray(products.id, ids));
   return Object.fromEntries(rows.map((r) => [r.id, r.stock]));
+}
+
+/** A throttle key's failure count, or undefined when it has no row. */
+export async function throttleFailures(db: Database, key: string): Promise<number | undefined> {
+  const [row] = await queryRows<{ failures: number }>(
+    db,
+    sql`select ${loginThrottle.failures} from ${loginThrottle} where ${eq(loginThrottle.key, key)}`,
+  );
+  return row === undefined ? undefined : Number(row.failures);
 }
