@@ -83,8 +83,27 @@ export function listProductsStatement(q: ListQuery): { text: string; params: (st
 export const MAX_TOTAL = "99999999.99";
 
 // --- orders.create (createOrder) -----------------------------------------------------------------
-// One transaction, pipelined: a guarded decrement per line in product-id order, then the order
-// and its items. Parameters as Drizzle binds them (the quantity twice, as $1 and $3).
+// One statement: migration 0010's function (lock each line's product in id order, refuse before
+// writing, else decrement and insert the order and its items). Lists as text literals.
+
+/**
+ * [$1 order id (v7), $2 user id, $3 item ids `{…}`, $4 product ids `{…}` in id order,
+ *  $5 quantities `{…}`, $6 max total, $7 idempotency key or null, $8 its request hash or null]
+ */
+export const ORDER_PLACE = `select * from orders_place($1::uuid, $2::uuid, $3::uuid[], $4::uuid[], $5::integer[], $6::numeric, $7::varchar, $8::varchar)`;
+
+export function orderPlaceParams(
+  lines: { productId: string; quantity: number }[],
+  orderId: string,
+  userId: string,
+  itemIds: string[],
+): (string | null)[] {
+  const list = (xs: (string | number)[]) => `{${xs.join(",")}}`;
+  return [orderId, userId, list(itemIds), list(lines.map((l) => l.productId)), list(lines.map((l) => l.quantity)), MAX_TOTAL, null, null];
+}
+
+// The statements orders.create sent as a transaction before migration 0010, as Drizzle rendered
+// them; bench/uuid-locality.ts still inserts orders with them (it compares id versions).
 
 /** One line's stock decrement; matches only while the stock covers it. [$1 quantity, $2 product id, $3 quantity] */
 export const ORDER_TAKE_STOCK = `update "products" set "stock" = "products"."stock" - $1, "updated_at" = (now() at time zone 'utc') where ("products"."id" = $2 and "products"."stock" >= $3) returning "price"`;
@@ -96,12 +115,6 @@ export const ORDER_INSERT = `insert into "orders" ("id", "user_id", "status", "t
 export function orderItemsInsert(n: number): string {
   const rows = Array.from({ length: n }, (_, i) => `($${5 * i + 1}, $${5 * i + 2}, $${5 * i + 3}, $${5 * i + 4}, $${5 * i + 5})`);
   return `insert into "order_items" ("id", "order_id", "product_id", "quantity", "price") values ${rows.join(", ")} returning "id", "order_id", "product_id", "quantity", "price"`;
-}
-
-/** After a missed decrement (the service then decides again on locked rows). */
-export function orderLockProducts(n: number): string {
-  const ids = Array.from({ length: n }, (_, i) => `$${i + 1}`);
-  return `select "id", "price", "stock" from "products" where "products"."id" in (${ids.join(", ")}) order by "products"."id" for update`;
 }
 
 // --- the plainest correct SQL (BASELINE_SQL=plain): the limit the service is measured against ---
@@ -119,68 +132,3 @@ export const PLAIN_PRODUCTS_EXIST = `select id from products where id = any($1::
 /** auth.login, plain: the user, then (after argon2) the session. */
 export const PLAIN_USER_BY_EMAIL = `select u.id, u.email, u.password_hash, u.role, u.created_at, u.updated_at, coalesce(a.email_verified, false) as email_verified, coalesce(a.disabled, false) as disabled from users u left join account_status a on a.user_id = u.id where u.email = $1`;
 export const PLAIN_SESSION_INSERT = `insert into sessions (id, user_id, token_hash, expires_at, created_at) values ($1, $2, $3, $4, $5)`;
-
-/**
- * The single-statement CTE orders.create sent before (kept for pgbench's comparison of the two
- * shapes, not sent by any server any more).
- * Parameters: $1 uuid[] literal, $2 int[] literal, $3 line count, $4 max total, $5 order id,
- * $6 user id, $7 max total.
- */
-export const ORDER_CTE = `
-    with input as (
-      select * from unnest($1::uuid[],
-                           $2::int[]) as t(product_id, quantity)
-    ),
-    locked as (
-      select p.id, p.price, p.stock, i.quantity
-        from products p join input i on i.product_id = p.id
-       order by p.id
-       for update of p
-    ),
-    verdict as (
-      select count(*)::int as found,
-             coalesce(bool_and(stock >= quantity), false) as ok,
-             coalesce(sum(price * quantity), 0) as total
-        from locked
-    ),
-    good as (
-      select total from verdict where found = $3::int and ok and total <= $4::numeric
-    ),
-    upd as (
-      update products p set stock = l.stock - l.quantity, updated_at = (now() at time zone 'utc')
-        from locked l
-       where p.id = l.id and exists (select 1 from good) 
-      returning p.id
-    ),
-    ord as (
-      insert into orders (id, user_id, status, total)
-      select $5::uuid, $6::uuid, 'pending', total from good where true 
-      returning id, user_id, status, total, created_at, updated_at
-    ),
-    items as (
-      insert into order_items (order_id, product_id, quantity, price)
-      select ord.id, l.id, l.quantity, l.price from ord cross join locked l
-      returning id, product_id, quantity, price
-    )
-    select v.found, v.ok,
-           case when v.total <= $7::numeric then v.total::text end as total,
-           (select json_agg(l.id order by l.id) from locked l where l.stock < l.quantity) as short_ids,
-           (select json_build_object(
-  'id', ord.id, 'userId', ord.user_id, 'status', ord.status,
-  'total', ord.total::text,
-  'createdAt', ord.created_at::text, 'updatedAt', ord.updated_at::text,
-  'items', (select json_agg(json_build_object('id', it.id, 'productId', it.product_id, 'quantity', it.quantity, 'price', it.price::text) order by it.product_id) from items it))
-              from ord) as "order"
-      from verdict v`;
-
-export function orderCteParams(lines: { productId: string; quantity: number }[], orderId: string, userId: string): (string | number)[] {
-  return [
-    `{${lines.map((l) => l.productId).join(",")}}`,
-    `{${lines.map((l) => l.quantity).join(",")}}`,
-    lines.length,
-    MAX_TOTAL,
-    orderId,
-    userId,
-    MAX_TOTAL,
-  ];
-}

@@ -24,10 +24,8 @@ import {
   LOGIN_READ,
   listProductsStatement,
   MAX_TOTAL,
-  ORDER_INSERT,
-  ORDER_TAKE_STOCK,
-  orderItemsInsert,
-  orderLockProducts,
+  ORDER_PLACE,
+  orderPlaceParams,
   PLAIN_ORDER_INSERT,
   PLAIN_PRODUCTS_EXIST,
   PLAIN_SESSION_INSERT,
@@ -511,13 +509,13 @@ const shortStock = (ids: string[]) =>
   new Failure("CONFLICT", "Not enough stock for some products: see data.productIds", { productIds: [...ids].sort() });
 class Miss {}
 
-interface OrderRowText {
-  id: string;
-  user_id: string;
-  status: string;
-  total: string;
-  created_at: string;
-  updated_at: string;
+interface PlaceRow {
+  outcome: "placed" | "not_found" | "short" | "too_large";
+  short_ids: string | null;
+  prices: string | null;
+  order_total: string | null;
+  order_created_at: string | null;
+  order_updated_at: string | null;
 }
 interface ItemRowText {
   id: string;
@@ -566,60 +564,24 @@ async function plainOrder(lines: Line[], caller: Caller) {
   }
 }
 
-/** The service's statements (src/services/orders.ts createOrder, without an idempotency key). */
+/** The service's statement (src/services/orders.ts createOrder, without an idempotency key). */
 async function sameOrder(lines: Line[], caller: Caller) {
-  const attempt = (lockFirst: boolean) =>
-    sql.begin(async (tx) => {
-      let prices: string[] | undefined;
-      if (lockFirst) {
-        const rows = await tx.unsafe<{ id: string; price: string; stock: number }[]>(
-          orderLockProducts(lines.length),
-          lines.map((l) => l.productId),
-          PREPARE_OPTS,
-        );
-        const byId = new Map(rows.map((r) => [r.id, r]));
-        if (lines.some((l) => !byId.has(l.productId))) throw new Failure("NOT_FOUND", "Product not found");
-        const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
-        if (short.length > 0) throw shortStock(short.map((l) => l.productId));
-        prices = lines.map((l) => byId.get(l.productId)!.price);
-      }
-      const take = () =>
-        lines.map((l) => tx.unsafe<{ price: string }[]>(ORDER_TAKE_STOCK, [l.quantity, l.productId, l.quantity], PREPARE_OPTS));
-      let taken: Promise<unknown>[] = [];
-      if (!prices) {
-        const rows = await Promise.all(take());
-        if (rows.some((r) => r.length === 0)) throw new Miss();
-        prices = rows.map(([r]) => r.price);
-      } else taken = take();
-      const p = prices;
-      const cents = p.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
-      if (cents > MAX_CENTS) throw tooLarge();
-      const orderId = uuidv7();
-      const [[o], items] = await Promise.all([
-        tx.unsafe<OrderRowText[]>(ORDER_INSERT, [orderId, caller.id, "pending", fromCents(cents)], PREPARE_OPTS),
-        tx.unsafe<ItemRowText[]>(
-          orderItemsInsert(lines.length),
-          lines.flatMap((l, n) => [uuidv7(), orderId, l.productId, l.quantity, p[n]]),
-          PREPARE_OPTS,
-        ),
-        ...taken,
-      ]);
-      return {
-        id: o.id,
-        userId: o.user_id,
-        status: o.status,
-        total: o.total,
-        createdAt: toIso(o.created_at),
-        updatedAt: toIso(o.updated_at),
-        items: items.map((i) => ({ id: i.id, productId: i.product_id, quantity: i.quantity, price: i.price })).sort(byProduct),
-      };
-    });
-  try {
-    return await attempt(false);
-  } catch (error) {
-    if (error instanceof Miss) return attempt(true);
-    throw error;
-  }
+  const orderId = uuidv7();
+  const itemIds = lines.map(() => uuidv7());
+  const [row] = await sql.unsafe<PlaceRow[]>(ORDER_PLACE, orderPlaceParams(lines, orderId, caller.id, itemIds), PREPARE_OPTS);
+  if (row.outcome === "not_found") throw new Failure("NOT_FOUND", "Product not found");
+  if (row.outcome === "short") throw shortStock(row.short_ids!.split(","));
+  if (row.outcome === "too_large") throw tooLarge();
+  const prices = row.prices!.split(",");
+  return {
+    id: orderId,
+    userId: caller.id,
+    status: "pending",
+    total: row.order_total!,
+    createdAt: toIso(row.order_created_at!),
+    updatedAt: toIso(row.order_updated_at!),
+    items: lines.map((l, n) => ({ id: itemIds[n], productId: l.productId, quantity: l.quantity, price: prices[n] })),
+  };
 }
 
 // --- routing ------------------------------------------------------------------------------------

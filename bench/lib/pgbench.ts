@@ -1,12 +1,13 @@
 // pgbench with custom scripts built from the statement texts of bench/baseline-sql.ts, so the
 // pgbench column runs the service's statements with no HTTP and no JS at all. Every parameter
 // the service binds is bound here too (pgbench sends `:name` variables as parameters with
-// -M extended/prepared), with the same text forms: uuid[] and int[] literals for the old CTE,
-// one uuid and one integer per decrement for the plain transaction. The values are fixed per
-// script variant (-D variables; pgbench picks one of the variant files at random per
-// transaction), so no statement carries a subquery the service does not send. The one
-// exception: a fresh order id, which pgbench cannot make as text, is `gen_random_uuid()` in the
-// order INSERT (and the items take it back with \gset, as a parameter).
+// -M extended/prepared), with the same text forms: uuid[] and int[] literals for the order's
+// function call, one uuid and one integer per decrement for the plain transaction. The values
+// are fixed per script variant (-D variables; pgbench picks one of the variant files at random
+// per transaction), so no statement carries a subquery the service does not send. The one
+// exception: fresh ids, which pgbench cannot make as text, are `gen_random_uuid()` (the order's
+// and its items' in the function call; in the plain transaction Postgres makes the order id and
+// the items take it back with \gset, as a parameter).
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,13 +16,13 @@ import {
   LOGIN_READ,
   listProductsStatement,
   MAX_TOTAL,
-  ORDER_CTE,
-  ORDER_INSERT,
-  ORDER_TAKE_STOCK,
-  orderItemsInsert,
+  ORDER_PLACE,
+  PLAIN_ORDER_INSERT,
   PLAIN_SESSION_INSERT,
+  PLAIN_TAKE_STOCK,
   PLAIN_USER_BY_EMAIL,
   PRODUCT_BY_ID,
+  plainItemsInsert,
   SESSION_LOOKUP,
 } from "../baseline-sql";
 import { runCommand } from "./proc";
@@ -37,7 +38,7 @@ function bind(text: string, exprs: Record<number, string>): string {
 
 const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
 
-export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-cte" | "login" | "login-plain" | LoginStatement;
+export type PgbenchScript = "session" | "list" | "byId" | "order" | "order-plain" | "login" | "login-plain" | LoginStatement;
 /**
  * The login's statements one at a time, to say where its Postgres time goes: the service's
  * read of the account and its counters and the statement that decides after the hash (session,
@@ -109,30 +110,55 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         scripts.push(`${oneLine(bind(PRODUCT_BY_ID, { 1: `:p${k}`, 2: ":one" }))};\n`);
         break;
       case "order": {
-        // What the service sends per order: the session lookup, then one transaction.
+        // What the service sends per order: the session lookup, then the one function call.
+        const lines = drawLines();
+        vars[`ids${k}`] = `{${lines.map((l) => l.id).join(",")}}`;
+        vars[`qs${k}`] = `{${lines.map((l) => l.quantity).join(",")}}`;
+        const order = bind(ORDER_PLACE, {
+          1: "gen_random_uuid()",
+          2: `:u${k}`,
+          // Fresh item ids, one per line (pgbench cannot make them as a text literal).
+          3: `array[${lines.map(() => "gen_random_uuid()").join(", ")}]`,
+          4: `:ids${k}`,
+          5: `:qs${k}`,
+          6: ":maxtotal",
+          7: "null",
+          8: "null",
+        });
+        scripts.push([session(k), `${oneLine(order)};`, ""].join("\n"));
+        break;
+      }
+      case "order-plain": {
+        // The plainest correct order: the session lookup, then one transaction of a guarded
+        // decrement per line in id order, the order and one multi-row insert of its items.
         const lines = drawLines();
         const out = [session(k), "begin;"];
         lines.forEach((l, i) => {
           vars[`p${k}_${i}`] = l.id;
           vars[`q${k}_${i}`] = String(l.quantity);
           vars[`c${k}_${i}`] = l.price;
-          out.push(`${bind(ORDER_TAKE_STOCK, { 1: `:q${k}_${i}`, 2: `:p${k}_${i}`, 3: `:q${k}_${i}` })};`);
+          out.push(`${bind(PLAIN_TAKE_STOCK, { 1: `:q${k}_${i}`, 2: `:p${k}_${i}` })};`);
         });
         vars[`t${k}`] = fromCents(lines.reduce((sum, l) => sum + toCents(l.price) * l.quantity, 0));
-        out.push(`${bind(ORDER_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: ":pending", 4: `:t${k}` })}`, "\\gset o_");
+        // The baseline makes the order id itself; here Postgres does, and hands it to the items.
+        out.push(
+          bind(PLAIN_ORDER_INSERT, { 1: "gen_random_uuid()", 2: `:u${k}`, 3: `:t${k}` }).replace(
+            "returning created_at",
+            "returning id, created_at",
+          ),
+          "\\gset o_",
+        );
         out.push(
           `${bind(
-            orderItemsInsert(lines.length),
-            Object.fromEntries(
-              // Postgres 15 has no v7 function: pgbench's ids are v4 (its tables stay small).
-              lines.flatMap((_, i) => [
-                [5 * i + 1, "gen_random_uuid()"],
-                [5 * i + 2, ":o_id"],
-                [5 * i + 3, `:p${k}_${i}`],
-                [5 * i + 4, `:q${k}_${i}`],
-                [5 * i + 5, `:c${k}_${i}`],
+            plainItemsInsert(lines.length),
+            Object.fromEntries([
+              [1, ":o_id"],
+              ...lines.flatMap((_, i) => [
+                [3 * i + 2, `:p${k}_${i}`],
+                [3 * i + 3, `:q${k}_${i}`],
+                [3 * i + 4, `:c${k}_${i}`],
               ]),
-            ),
+            ]),
           )};`,
         );
         out.push("commit;", "");
@@ -188,24 +214,6 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         scripts.push(
           [...(isLoginStatement(kind) ? both.slice(kind === "login-read" ? 0 : 1, kind === "login-read" ? 1 : 2) : both), ""].join("\n"),
         );
-        break;
-      }
-      case "order-cte": {
-        // The single statement orders.create sent before, with its literal-array parameters.
-        const lines = drawLines();
-        vars[`ids${k}`] = `{${lines.map((l) => l.id).join(",")}}`;
-        vars[`qs${k}`] = `{${lines.map((l) => l.quantity).join(",")}}`;
-        vars[`n${k}`] = String(lines.length);
-        const order = bind(ORDER_CTE, {
-          1: `:ids${k}`,
-          2: `:qs${k}`,
-          3: `:n${k}`,
-          4: ":maxtotal",
-          5: "gen_random_uuid()",
-          6: `:u${k}`,
-          7: ":maxtotal",
-        });
-        scripts.push([session(k), `${oneLine(order)};`, ""].join("\n"));
         break;
       }
     }

@@ -1,9 +1,9 @@
-import { and, eq, getTableColumns, gte, inArray, type SQL, sql } from "drizzle-orm";
+import { eq, inArray, type SQL, sql } from "drizzle-orm";
 import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import * as v from "valibot";
 import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
-import { preparesOnServer, runStatement, sendRendered } from "../db/prepared";
+import { runStatement, statementTemplate } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
@@ -92,10 +92,17 @@ const orderColumns = sql.join(
   sql`, `,
 );
 
-/** Merges repeated products into one line and sorts by product id (the lock order and the hash order). */
+/**
+ * Merges repeated products into one line and sorts by product id (the lock order and the hash
+ * order). Ids are lower-cased first: a UUID in capitals names the same product, and lower-case
+ * hex sorts exactly as Postgres orders uuids, so every order locks its rows in the same order.
+ */
 export function mergeLines(items: CreateOrderInput["items"]): { productId: string; quantity: number }[] {
   const merged = new Map<string, number>();
-  for (const { productId, quantity } of items) merged.set(productId, (merged.get(productId) ?? 0) + quantity);
+  for (const { productId, quantity } of items) {
+    const id = productId.toLowerCase();
+    merged.set(id, (merged.get(id) ?? 0) + quantity);
+  }
   return [...merged]
     .map(([productId, quantity]) => ({ productId, quantity }))
     .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0));
@@ -105,125 +112,69 @@ async function hashRequest(lines: { productId: string; quantity: number }[]): Pr
   return sha256Hex(JSON.stringify(lines.map((l) => [l.productId, l.quantity])));
 }
 
-/** numeric(10,2) money text → integer cents, and back: totals are summed exactly, never as floats. */
-const toCents = (money: string): number => {
-  const [whole, fraction = ""] = money.split(".");
-  return Number(whole) * 100 + Number(fraction.padEnd(2, "0").slice(0, 2));
-};
-const fromCents = (cents: number): string => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, "0")}`;
-const MAX_TOTAL_CENTS = toCents(MAX_TOTAL);
-
 type OrderRow = typeof orders.$inferSelect;
 type OrderItemRow = typeof orderItems.$inferSelect;
 
-/**
- * The stock decrement of one line, guarded: it matches only while the stock covers the line.
- * Under READ COMMITTED an UPDATE that waited for another transaction's row lock re-checks
- * `stock >= quantity` on the newest row version before it writes, so no order can oversell,
- * and the new stock is computed from that same version (never from an older snapshot).
- */
-const takeStock = (db: Database, line: { productId: string; quantity: number }) =>
-  db
-    .update(products)
-    .set({ stock: sql`${products.stock} - ${line.quantity}`, updatedAt: utcNow })
-    .where(and(eq(products.id, line.productId), gte(products.stock, line.quantity)))
-    .returning({ price: products.price });
-
-// Building a Drizzle query costs far more CPU than sending it (about 0.7 ms per statement on the
-// benchmark machine, several per order), so each statement shape of orders.create is rendered by
-// Drizzle once, from the schema, and then sent with new values only.
-const rendered = new Map<string, string>();
-function textOf(shape: string, build: () => { toSQL(): { sql: string } }): string {
-  let text = rendered.get(shape);
-  if (text === undefined) {
-    text = build().toSQL().sql;
-    rendered.set(shape, text);
-  }
-  return text;
-}
-
-/** Sends a rendered statement on this database or transaction (server-prepared when allowed). */
-const send = <T>(db: Database, text: string, params: unknown[], onServer: boolean): Promise<T[]> =>
-  sendRendered<T>(db, { sql: text, params }, onServer);
-
-/** A raw row (the columns' own names) under the table's schema keys. */
-function fromDb<T extends typeof orders | typeof orderItems>(table: T, row: Record<string, unknown>): T["$inferSelect"] {
-  const out: Record<string, unknown> = {};
-  for (const [key, column] of Object.entries(getTableColumns(table))) out[key] = row[column.name];
-  return out as T["$inferSelect"];
-}
-
-const SAMPLE_ID = "00000000-0000-0000-0000-000000000000";
-const takeStockText = (db: Database) => textOf("takeStock", () => takeStock(db, { productId: SAMPLE_ID, quantity: 1 }));
-const orderInsertText = (db: Database) =>
-  textOf("order", () => db.insert(orders).values({ id: SAMPLE_ID, userId: SAMPLE_ID, status: "pending", total: "0" }).returning());
-const itemsInsertText = (db: Database, n: number) =>
-  textOf(`items:${n}`, () =>
-    db
-      .insert(orderItems)
-      .values(Array.from({ length: n }, () => ({ id: SAMPLE_ID, orderId: SAMPLE_ID, productId: SAMPLE_ID, quantity: 1, price: "0" })))
-      .returning(),
-  );
-const keyInsertText = (db: Database) =>
-  textOf("key", () =>
-    db
-      .insert(orderIdempotencyKeys)
-      .values({ userId: SAMPLE_ID, key: "", requestHash: "", orderId: SAMPLE_ID })
-      .onConflictDoNothing()
-      .returning({ orderId: orderIdempotencyKeys.orderId }),
-  );
-
-/** The order's row and its items' rows, as the API's Order. */
-function orderOf(row: OrderRow, items: OrderItemRow[]): Order {
-  return toOrder({
-    ...row,
-    items: items
-      .map((i) => ({ id: i.id, productId: i.productId, quantity: i.quantity, price: i.price }))
-      .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0)),
-  });
-}
-
-/** Thrown inside the order's transaction to roll it back; carries what to answer instead. */
+/** Thrown inside placeOrder to stop it; carries what to answer instead. Nothing was written. */
 class Refusal {
   constructor(readonly failure: DomainError | "key taken") {}
 }
-/** The optimistic attempt missed a line: roll back and decide again on locked rows. */
-const RETRY_LOCKED = Symbol("retry with the rows locked first");
 
 type Line = { productId: string; quantity: number };
 
+const p = sql.placeholder;
+/** The orders table's text form of a uuid[] / integer[] parameter (bound as text on both drivers). */
+const arrayText = (values: readonly (string | number)[]) => `{${values.join(",")}}`;
+
 /**
- * Places an order in one transaction of plain statements on one connection:
- *  1. one guarded UPDATE per line in product-id order (orders lock products in the same order,
- *     so they cannot deadlock), issued together so the driver pipelines them, each returning
- *     the price it sold at. Under READ COMMITTED an UPDATE that waits for another transaction's
- *     row lock re-checks `stock >= quantity` on the newest row version before it writes, so no
- *     order oversells, and the new stock is computed from that version;
- *  2. if every line matched and the total (integer cents) fits numeric(10,2): the order, its
- *     items (one multi-row INSERT) and, with an idempotencyKey, the key, again pipelined. The
- *     key's primary key makes concurrent retries collapse: a second claim waits for the first
- *     transaction and then matches nothing, so it rolls back and answers the first one's order.
- * A guarded UPDATE skips a row without waiting when the row was short in the statement's
- * snapshot, although a transaction still holding its lock may be adding stock. So a miss is
- * not the answer: the attempt rolls back and the order is decided again with the rows locked
- * first (`SELECT … FOR UPDATE`, in id order), which waits for those transactions and sees
- * what they committed; only that verdict is refused as NOT_FOUND / CONFLICT (every short line).
- * Any refusal rolls the whole transaction back, so it changes nothing.
+ * orders.create's one statement: migration 0010's function, which locks the lines' products in
+ * id order, refuses before writing anything (a missing product, every short line, a total above
+ * numeric(10,2)), else decrements, inserts the order, its items and the idempotency key. Its
+ * statements are planned once per server connection, through a transaction pooler too.
+ */
+const placeStatement = statementTemplate(
+  "orders.create",
+  () =>
+    sql`select * from orders_place(${p("orderId")}::uuid, ${p("userId")}::uuid, ${p("itemIds")}::uuid[], ${p("productIds")}::uuid[], ${p("quantities")}::integer[], ${MAX_TOTAL}::numeric, ${p("key")}::varchar, ${p("requestHash")}::varchar)`,
+);
+
+/** What orders_place returns: one row, every value as text (the lists comma-separated). */
+type PlaceRow = {
+  outcome: "placed" | "not_found" | "short" | "too_large";
+  short_ids: string | null;
+  prices: string | null;
+  order_total: string | null;
+  order_created_at: string | null;
+  order_updated_at: string | null;
+};
+
+/**
+ * Places an order in one statement (migration 0010, `orders_place`; one round trip, no
+ * BEGIN/COMMIT, all or nothing):
+ *  1. each line's product row is locked in product-id order (`SELECT … FOR UPDATE` by primary
+ *     key), so orders cannot deadlock; a locking read that waited for another transaction sees
+ *     what it committed, so a restock in flight counts and a sale in flight is subtracted;
+ *  2. a missing product is NOT_FOUND, else every short line is one CONFLICT, else a total
+ *     above numeric(10,2) is BAD_REQUEST: all decided before any write;
+ *  3. otherwise the rows are decremented and the order, its items and, with an idempotencyKey,
+ *     the key are inserted. The key's primary key makes concurrent retries collapse: a second
+ *     claim waits for the first transaction, then fails with unique_violation, which aborts the
+ *     whole statement; the retry then answers the first request's order.
+ * Ids are made here (time-ordered, src/lib/uuidv7.ts): the order's and its items' keys land at
+ * the growing edge of their B-trees instead of on a random leaf each
+ * (bench/results/2026-12-02-uuidv7.md).
  */
 export async function createOrder(db: Database, actor: Actor, input: CreateOrderInput): Promise<Order> {
   const lines = mergeLines(input.items);
   if (lines.length === 0) throw badRequest("items must contain 1 to 100 entries");
   const key = input.idempotencyKey;
   const requestHash = key === undefined ? undefined : await hashRequest(lines);
-  const onServer = preparesOnServer(db);
-  const place = (lockFirst: boolean) =>
-    placeOrder(db, actor, lines, key === undefined ? undefined : { key, requestHash: requestHash! }, lockFirst, onServer);
   try {
-    return await place(false).catch((error) => (error === RETRY_LOCKED ? place(true) : Promise.reject(error)));
+    return await placeOrder(db, actor, lines, key, requestHash);
   } catch (error) {
     if (!(error instanceof Refusal)) {
-      // Defence in depth: the code checks the total and the stock first, but an overflow or the
-      // stock CHECK must never reach the client as a 500. Either way nothing was written.
+      // Defence in depth: the function checks the total and the stock first, but an overflow or
+      // the stock CHECK must never reach the client as a 500. Either way nothing was written.
       if (sqlState(error) === "22003") throw badRequest(TOTAL_TOO_LARGE);
       if (sqlState(error) === "23514") throw await stockConflict(db, lines);
       throw error;
@@ -242,68 +193,37 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
   }
 }
 
-function placeOrder(
-  db: Database,
-  actor: Actor,
-  lines: Line[],
-  idempotency: { key: string; requestHash: string } | undefined,
-  lockFirst: boolean,
-  onServer: boolean,
-): Promise<Order> {
-  return db.transaction(async (tx) => {
-    let prices: string[] | undefined;
-    if (lockFirst) {
-      const rows = await tx
-        .select({ id: products.id, price: products.price, stock: products.stock })
-        .from(products)
-        .where(
-          inArray(
-            products.id,
-            lines.map((l) => l.productId),
-          ),
-        )
-        .orderBy(products.id)
-        .for("update");
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      if (lines.some((l) => !byId.has(l.productId))) throw new Refusal(notFound("Product"));
-      const short = lines.filter((l) => byId.get(l.productId)!.stock < l.quantity);
-      if (short.length > 0) throw new Refusal(shortStock(short.map((l) => l.productId)));
-      prices = lines.map((l) => byId.get(l.productId)!.price);
-    }
-    // Locked first, the decrements cannot miss; they are pipelined with the inserts below.
-    const taken = lines.map((l) => () => send<{ price: string }>(tx, takeStockText(tx), [l.quantity, l.productId, l.quantity], onServer));
-    if (!prices) {
-      const rows = await Promise.all(taken.map((run) => run()));
-      if (rows.some((r) => r.length === 0)) throw RETRY_LOCKED;
-      prices = rows.map(([r]) => r.price);
-    }
-    const cents = prices.reduce((sum, price, n) => sum + toCents(price) * lines[n].quantity, 0);
-    if (cents > MAX_TOTAL_CENTS) throw new Refusal(badRequest(TOTAL_TOO_LARGE));
-
-    // Time-ordered ids (src/lib/uuidv7.ts): the order's and its items' keys land at the growing
-    // edge of their B-trees instead of on a random leaf each (bench/results/2026-12-02-uuidv7.md).
-    const orderId = uuidv7();
-    const [placed, items, claimed] = await Promise.all([
-      send<Record<string, unknown>>(
-        tx,
-        orderInsertText(tx),
-        [orderId, actor.id, "pending" satisfies OrderStatus, fromCents(cents)],
-        onServer,
-      ),
-      send<Record<string, unknown>>(
-        tx,
-        itemsInsertText(tx, lines.length),
-        lines.flatMap((l, n) => [uuidv7(), orderId, l.productId, l.quantity, prices[n]]),
-        onServer,
-      ),
-      idempotency && send(tx, keyInsertText(tx), [actor.id, idempotency.key, idempotency.requestHash, orderId], onServer),
-      ...(lockFirst ? taken.map((run) => run()) : []),
-    ]);
-    if (claimed && claimed.length === 0) throw new Refusal("key taken");
-    return orderOf(
-      fromDb(orders, placed[0]),
-      items.map((i) => fromDb(orderItems, i)),
-    );
+async function placeOrder(db: Database, actor: Actor, lines: Line[], key?: string, requestHash?: string): Promise<Order> {
+  const orderId = uuidv7();
+  const itemIds = lines.map(() => uuidv7());
+  let row: PlaceRow;
+  try {
+    [row] = await placeStatement<PlaceRow>(db, {
+      orderId,
+      userId: actor.id,
+      itemIds: arrayText(itemIds),
+      productIds: arrayText(lines.map((l) => l.productId)),
+      quantities: arrayText(lines.map((l) => l.quantity)),
+      key: key ?? null,
+      requestHash: requestHash ?? null,
+    });
+  } catch (error) {
+    // The only unique key a new order can collide on is its idempotency key (the ids are new).
+    if (key !== undefined && sqlState(error) === "23505") throw new Refusal("key taken");
+    throw error;
+  }
+  if (row.outcome === "not_found") throw new Refusal(notFound("Product"));
+  if (row.outcome === "short") throw new Refusal(shortStock(row.short_ids!.split(",")));
+  if (row.outcome === "too_large") throw new Refusal(badRequest(TOTAL_TOO_LARGE));
+  const prices = row.prices!.split(",");
+  return toOrder({
+    id: orderId,
+    userId: actor.id,
+    status: "pending",
+    total: row.order_total!,
+    createdAt: row.order_created_at!,
+    updatedAt: row.order_updated_at!,
+    items: lines.map((l, n) => ({ id: itemIds[n], productId: l.productId, quantity: l.quantity, price: prices[n] })),
   });
 }
 
