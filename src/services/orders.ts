@@ -3,6 +3,7 @@ import { alias, type PgColumn } from "drizzle-orm/pg-core";
 import * as v from "valibot";
 import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
+import type { OrdersPlaceRow } from "../db/functions";
 import { runStatement, statementTemplate } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
@@ -138,16 +139,6 @@ const placeStatement = statementTemplate(
     sql`select * from orders_place(${p("orderId")}::uuid, ${p("userId")}::uuid, ${p("itemIds")}::uuid[], ${p("productIds")}::uuid[], ${p("quantities")}::integer[], ${MAX_TOTAL}::numeric, ${p("key")}::varchar, ${p("requestHash")}::varchar)`,
 );
 
-/** What orders_place returns: one row, every value as text (the lists comma-separated). */
-type PlaceRow = {
-  outcome: "placed" | "not_found" | "short" | "too_large";
-  short_ids: string | null;
-  prices: string | null;
-  order_total: string | null;
-  order_created_at: string | null;
-  order_updated_at: string | null;
-};
-
 /**
  * Places an order in one statement (migration 0010, `orders_place`; one round trip, no
  * BEGIN/COMMIT, all or nothing):
@@ -196,9 +187,9 @@ export async function createOrder(db: Database, actor: Actor, input: CreateOrder
 async function placeOrder(db: Database, actor: Actor, lines: Line[], key?: string, requestHash?: string): Promise<Order> {
   const orderId = uuidv7();
   const itemIds = lines.map(() => uuidv7());
-  let row: PlaceRow;
+  let row: OrdersPlaceRow;
   try {
-    [row] = await placeStatement<PlaceRow>(db, {
+    [row] = await placeStatement<OrdersPlaceRow>(db, {
       orderId,
       userId: actor.id,
       itemIds: arrayText(itemIds),
