@@ -1,8 +1,8 @@
 -- orders.create as one function (src/services/orders.ts `createOrder`). A function's statements
 -- are planned once per server connection and kept there, so they stay planned through a
 -- transaction pooler too, where nothing can be prepared (PgBouncer 1.18, DATABASE_PREPARE=false);
--- and the order is one statement, so one round trip and no BEGIN/COMMIT. Measured against the
--- plainest correct transaction (bench/README.md, "orders.create as one function").
+-- and the order's work is one statement, so one round trip. Measured against the plainest
+-- correct transaction (bench/README.md, "orders.create as one function").
 -- Schema-qualified throughout: the search_path of a pooled connection is whatever its last
 -- client left (docs/operations.md, restores).
 --

@@ -110,7 +110,8 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
         scripts.push(`${oneLine(bind(PRODUCT_BY_ID, { 1: `:p${k}`, 2: ":one" }))};\n`);
         break;
       case "order": {
-        // What the service sends per order: the session lookup, then the one function call.
+        // What the service sends per order: the session lookup, then the function call in its own
+        // transaction.
         const lines = drawLines();
         vars[`ids${k}`] = `{${lines.map((l) => l.id).join(",")}}`;
         vars[`qs${k}`] = `{${lines.map((l) => l.quantity).join(",")}}`;
@@ -125,7 +126,7 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           7: "null",
           8: "null",
         });
-        scripts.push([session(k), `${oneLine(order)};`, ""].join("\n"));
+        scripts.push([session(k), "begin;", `${oneLine(order)};`, "commit;", ""].join("\n"));
         break;
       }
       case "order-plain": {

@@ -96,13 +96,18 @@ const renderedStatements = new Map<string, Rendered>();
  * placeholder, never the shape.
  */
 export function statementTemplate(key: string, build: (db: Database) => SQL) {
-  return async <T extends Record<string, unknown>>(db: Database, values: Record<string, unknown>): Promise<T[]> => {
+  return async <T extends Record<string, unknown>>(
+    db: Database,
+    values: Record<string, unknown>,
+    // A transaction object is not the database `allowServerPrepare` marked: its caller says.
+    onServer = serverPrepare.has(db),
+  ): Promise<T[]> => {
     let rendered = renderedStatements.get(key);
     if (!rendered) {
       rendered = (db as unknown as RawSession).dialect.sqlToQuery(build(db)) as Rendered;
       renderedStatements.set(key, rendered);
     }
-    return sendRendered<T>(db, { sql: rendered.sql, params: fillPlaceholders(rendered.params, values) }, serverPrepare.has(db));
+    return sendRendered<T>(db, { sql: rendered.sql, params: fillPlaceholders(rendered.params, values) }, onServer);
   };
 }
 

@@ -4,7 +4,7 @@ import * as v from "valibot";
 import type { Order, OrderItem } from "../contract/types";
 import { type Database, queryRows } from "../db/client";
 import type { OrdersPlaceRow } from "../db/functions";
-import { runStatement, statementTemplate } from "../db/prepared";
+import { preparesOnServer, runStatement, statementTemplate } from "../db/prepared";
 import { type OrderStatus, orderIdempotencyKeys, orderItems, orders, products, type UserRole } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, type DomainError, notFound, sqlState } from "../errors";
@@ -124,7 +124,7 @@ class Refusal {
 type Line = { productId: string; quantity: number };
 
 const p = sql.placeholder;
-/** The orders table's text form of a uuid[] / integer[] parameter (bound as text on both drivers). */
+/** Postgres' text form of a uuid[] / integer[] parameter (bound as text on both drivers). */
 const arrayText = (values: readonly (string | number)[]) => `{${values.join(",")}}`;
 
 /**
@@ -140,8 +140,8 @@ const placeStatement = statementTemplate(
 );
 
 /**
- * Places an order in one statement (migration 0010, `orders_place`; one round trip, no
- * BEGIN/COMMIT, all or nothing):
+ * Places an order in one statement (migration 0010, `orders_place`; one round trip for the
+ * order's work, all or nothing), sent in a transaction of its own:
  *  1. each line's product row is locked in product-id order (`SELECT … FOR UPDATE` by primary
  *     key), so orders cannot deadlock; a locking read that waited for another transaction sees
  *     what it committed, so a restock in flight counts and a sale in flight is subtracted;
@@ -189,7 +189,7 @@ async function placeOrder(db: Database, actor: Actor, lines: Line[], key?: strin
   const itemIds = lines.map(() => uuidv7());
   let row: OrdersPlaceRow;
   try {
-    [row] = await placeStatement<OrdersPlaceRow>(db, {
+    const values = {
       orderId,
       userId: actor.id,
       itemIds: arrayText(itemIds),
@@ -197,7 +197,12 @@ async function placeOrder(db: Database, actor: Actor, lines: Line[], key?: strin
       quantities: arrayText(lines.map((l) => l.quantity)),
       key: key ?? null,
       requestHash: requestHash ?? null,
-    });
+    };
+    // In a transaction of its own, so on its own connection: with every pooled connection busy,
+    // postgres.js sends a lone statement on a busy connection, where an order could wait behind
+    // another order that is waiting for a row lock (bench/results/2026-12-02-slot-probes.md).
+    const onServer = preparesOnServer(db);
+    [row] = await db.transaction((tx) => placeStatement<OrdersPlaceRow>(tx, values, onServer));
   } catch (error) {
     // The only unique key a new order can collide on is its idempotency key (the ids are new).
     if (key !== undefined && sqlState(error) === "23505") throw new Refusal("key taken");

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { createPgliteDatabase, createPostgresDatabase, type DatabaseHandle } from "../../src/db/client";
 import { applyStatementTimeout, runMigrations } from "../../src/db/migrate";
+import { sqlState } from "../../src/errors";
 
 /** Set by .ci/run (through PgBouncer) to run the suite on real Postgres instead of PGlite. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || undefined;
@@ -49,9 +50,20 @@ export function getTestDatabase(): Promise<TestDatabase> {
 
 /** Empties every table; tests call it in beforeEach/beforeAll for a clean state. */
 export async function resetDatabase(handle: DatabaseHandle): Promise<void> {
-  await handle.db.execute(
-    sql`truncate table audit_events, mail_outbox, account_tokens, session_chains, account_status, order_idempotency_keys, order_items, orders, sessions, login_throttle, products, users restart identity cascade`,
-  );
+  // TRUNCATE locks its tables in list order; a statement of an earlier test that is still
+  // running locks them in its join order, so the two can deadlock (seen once in CI: the session
+  // lookup against this TRUNCATE). Postgres then cancels one of them; when it cancels this one,
+  // the other has finished by the next attempt.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await handle.db.execute(
+        sql`truncate table audit_events, mail_outbox, account_tokens, session_chains, account_status, order_idempotency_keys, order_items, orders, sessions, login_throttle, products, users restart identity cascade`,
+      );
+      return;
+    } catch (error) {
+      if (attempt >= 3 || sqlState(error) !== "40P01") throw error;
+    }
+  }
 }
 
 /** Closes this process's test database and, on Postgres, drops it (run once after all tests). */
