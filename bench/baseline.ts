@@ -569,7 +569,9 @@ async function sameOrder(lines: Line[], caller: Caller) {
   const orderId = uuidv7();
   const itemIds = lines.map(() => uuidv7());
   // In its own transaction, as the service sends it (its own connection: nothing queues behind it).
-  const [row] = await sql.begin((tx) => tx.unsafe<PlaceRow[]>(ORDER_PLACE, orderPlaceParams(lines, orderId, caller.id, itemIds), PREPARE_OPTS));
+  const [row] = await sql.begin((tx) =>
+    tx.unsafe<PlaceRow[]>(ORDER_PLACE, orderPlaceParams(lines, orderId, caller.id, itemIds), PREPARE_OPTS),
+  );
   if (row.outcome === "not_found") throw new Failure("NOT_FOUND", "Product not found");
   if (row.outcome === "short") throw shortStock(row.short_ids!.split(","));
   if (row.outcome === "too_large") throw tooLarge();
