@@ -17,7 +17,8 @@ function newestDefinition(name: string): { file: string; definition: string } | 
   for (const m of [...migrations].reverse()) {
     const start = m.text.search(head);
     if (start < 0) continue;
-    const end = m.text.indexOf("$$;", m.text.indexOf("$$", m.text.indexOf("AS $$", start) + 5)) + 3;
+    // The body ends at the first `$$;` after its opening `AS $$`.
+    const end = m.text.indexOf("$$;", m.text.indexOf("AS $$", start) + 5) + 3;
     return { file: m.file, definition: m.text.slice(start, end) };
   }
   return undefined;
