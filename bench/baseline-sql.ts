@@ -4,24 +4,29 @@
 // the report instead of silently making the comparison unfair. The pgbench scripts are built from
 // these texts too (bench/lib/pgbench.ts), so all three columns run the same SQL.
 
+import { AUTH_LOGIN_DECIDE, AUTH_LOGIN_READ } from "../src/db/functions";
+
 /** protectedProcedure → authenticate(): the session row, its user, its token hash, the disabled flag. */
 export const SESSION_LOOKUP = `select "users"."id", "users"."email", "users"."role", "sessions"."token_hash", "account_status"."disabled" from "sessions" inner join "users" on "users"."id" = "sessions"."user_id" left join "account_status" on "account_status"."user_id" = "sessions"."user_id" where ("sessions"."id" = $1 and "sessions"."user_id" = $2 and "sessions"."expires_at" > $3) limit $4`;
 
 /**
- * auth.login, first statement (src/services/auth.ts `login`), read-only: the function of
- * migration 0009 that reads the account with its flags and the throttle's open counters.
+ * auth.login, first statement (src/services/auth.ts `login`), read-only: the account with its
+ * flags and the throttle's open counters. The service sends migration 0009's function call where
+ * nothing is prepared (through PgBouncer) and the function's body as a prepared statement where
+ * statements are prepared (DATABASE_PREPARE=true); both texts come from src/db/functions.ts (text
+ * only: nothing of Drizzle runs per request here).
  * [$1 email key, $2 address key, $3 window floor, $4 email]
  */
-export const LOGIN_READ = `select * from auth_login_read($1, $2, $3::timestamp, $4)`;
+export const loginRead = (prepared: boolean) => (prepared ? AUTH_LOGIN_READ.statement : AUTH_LOGIN_READ.call);
 
 /**
  * auth.login after a right password, one statement that decides (migration 0009): unless a
  * counter is at its bar (then it returns that counter and writes nothing), forgive the email's
- * failures, write the audit event and the session.
+ * failures, write the audit event and the session. Sent like `loginRead`.
  * [$1 email key, $2 address key, $3 window floor, $4 10, $5 100, $6 event id, $7 at, $8 actor,
  *  $9 ip, $10 request id, $11 session id, $12 user id, $13 token hash, $14 expires, $15 created]
  */
-export const LOGIN_DECIDE = `select * from auth_login_decide($1, $2, $3::timestamp, $4::integer, $5::integer, $6::uuid, $7::timestamp, $8::uuid, $9, $10, $11::uuid, $12::uuid, $13, $14::timestamp, $15::timestamp)`;
+export const loginDecide = (prepared: boolean) => (prepared ? AUTH_LOGIN_DECIDE.statement : AUTH_LOGIN_DECIDE.call);
 
 /**
  * auth.login after a wrong password, an unknown email or a disabled account: count the failure

@@ -19,10 +19,10 @@ import { toIso } from "../src/lib/time";
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from "../src/lib/tokens";
 import { uuidv7 } from "../src/lib/uuidv7";
 import {
-  LOGIN_DECIDE,
   LOGIN_FAILED,
-  LOGIN_READ,
   listProductsStatement,
+  loginDecide,
+  loginRead,
   MAX_TOTAL,
   ORDER_PLACE,
   orderPlaceParams,
@@ -50,6 +50,9 @@ const PLAIN = env.BASELINE_SQL === "plain";
 // postgres.js prepares tagged templates by default but never `unsafe` text unless asked: with
 // DATABASE_PREPARE=true every statement is prepared on its connection (as the service's are).
 const PREPARE_OPTS = { prepare: env.DATABASE_PREPARE === "true" };
+// The sign-in's two statements in the shape the service sends with the same setting.
+const LOGIN_READ_TEXT = loginRead(PREPARE_OPTS.prepare);
+const LOGIN_DECIDE_TEXT = loginDecide(PREPARE_OPTS.prepare);
 
 // The service's pool settings (src/db/client.ts), so both sides get the same connections.
 const sql = postgres(env.DATABASE_URL, {
@@ -261,7 +264,11 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
       }
     }
   };
-  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(LOGIN_READ, [emailKey, addressKey, floor, email], PREPARE_OPTS);
+  const rows = await sql.unsafe<(Partial<Counter> & Partial<UserRow>)[]>(
+    LOGIN_READ_TEXT,
+    [emailKey, addressKey, floor, email],
+    PREPARE_OPTS,
+  );
   refuse(
     rows.filter((r): r is Counter => typeof r.key === "string"),
     true,
@@ -315,7 +322,7 @@ async function sameLogin(email: string, password: string, now: Date, clientAddre
   const tokenHash = await hashToken(accessToken);
   const userId = user.id;
   const atLimit = await sql.unsafe<Counter[]>(
-    LOGIN_DECIDE,
+    LOGIN_DECIDE_TEXT,
     [
       emailKey,
       addressKey,

@@ -12,9 +12,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  LOGIN_DECIDE,
-  LOGIN_READ,
   listProductsStatement,
+  loginDecide,
+  loginRead,
   MAX_TOTAL,
   ORDER_PLACE,
   PLAIN_ORDER_INSERT,
@@ -75,8 +75,16 @@ const toCents = (money: string) => {
 };
 const fromCents = (c: number) => `${Math.floor(c / 100)}.${String(c % 100).padStart(2, "0")}`;
 
-/** The variant scripts of one kind and the -D variables they use. */
-export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { scripts: string[]; vars: Record<string, string> } {
+/**
+ * The variant scripts of one kind and the -D variables they use. `mode` is pgbench's protocol:
+ * with `prepared` the sign-in's statements are the bodies the service prepares, otherwise the
+ * functions' calls it sends unnamed (bench/baseline-sql.ts `loginRead`).
+ */
+export function pgbenchScripts(
+  kind: PgbenchScript,
+  data: PgbenchData,
+  mode: "simple" | "extended" | "prepared" = "extended",
+): { scripts: string[]; vars: Record<string, string> } {
   const vars: Record<string, string> = { now: data.now, one: "1", pending: "pending", maxtotal: MAX_TOTAL };
   const scripts: string[] = [];
   const random = seeded(19);
@@ -193,8 +201,8 @@ export function pgbenchScripts(kind: PgbenchScript, data: PgbenchData): { script
           scripts.push([...(kind === "login-insert" ? [] : [lookup]), ...(kind === "login-lookup" ? [] : [insert]), ""].join("\n"));
           break;
         }
-        const read = bind(LOGIN_READ, { 1: `:ek${k}`, 2: ":ak", 3: ":floor", 4: `:e${k}` });
-        const decide = bind(LOGIN_DECIDE, {
+        const read = bind(loginRead(mode === "prepared"), { 1: `:ek${k}`, 2: ":ak", 3: ":floor", 4: `:e${k}` });
+        const decide = bind(loginDecide(mode === "prepared"), {
           1: `:ek${k}`,
           2: ":ak",
           3: ":floor",
@@ -239,14 +247,14 @@ export async function runPgbench(opts: {
   dir: string;
   mode?: "simple" | "extended" | "prepared";
 }): Promise<PgbenchResult & { script: string; mode: string }> {
-  const { scripts, vars } = pgbenchScripts(opts.kind, opts.data);
+  const mode = opts.mode ?? "extended";
+  const { scripts, vars } = pgbenchScripts(opts.kind, opts.data, mode);
   const files = scripts.map((script, k) => {
     const file = join(opts.dir, `pgbench-${opts.kind}-${k}.sql`);
     writeFileSync(file, script);
     return file;
   });
   const bin = Bun.which("pgbench") ?? "/usr/lib/postgresql/15/bin/pgbench";
-  const mode = opts.mode ?? "extended";
   const cmd = [
     bin,
     "-n",

@@ -1,5 +1,6 @@
 import { fillPlaceholders, type Placeholder, type SQL, sql } from "drizzle-orm";
 import { type Database, queryRows } from "./client";
+import type { LoginStatement } from "./functions";
 
 // Building a query with Drizzle costs tens of microseconds of CPU (the benchmark profile put it at
 // over half of the app's CPU on products.byId); a prepared Drizzle query is built once and then
@@ -82,6 +83,22 @@ export async function sendRendered<T>(db: Database, query: Rendered, onServer: b
   const { session } = db as unknown as RawSession;
   const result = (await session.prepareQuery(query, undefined, onServer ? "q" : undefined, false).execute()) as unknown;
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+/**
+ * Sends one of the sign-in's statements (src/db/functions.ts) with its values by parameter name:
+ * where the connection keeps prepared statements, its body as one (planned once per connection,
+ * and no function call around it); elsewhere (PgBouncer 1.18, PGlite) the call of the migration's
+ * function, whose body the server keeps planned instead.
+ */
+export async function sendLoginStatement<T, N extends string>(
+  db: Database,
+  statement: LoginStatement<N>,
+  values: Record<N, unknown>,
+): Promise<T[]> {
+  const onServer = serverPrepare.has(db);
+  const params = statement.params.map((name) => values[name]);
+  return sendRendered<T>(db, { sql: onServer ? statement.statement : statement.call, params }, onServer);
 }
 
 const renderedStatements = new Map<string, Rendered>();

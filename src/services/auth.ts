@@ -1,7 +1,8 @@
 import { and, desc, eq, gt, ne, sql } from "drizzle-orm";
 import type { Auth, User } from "../contract/types";
 import type { Database } from "../db/client";
-import { preparedQuery, rowPlaceholders, rowValues, statementTemplate } from "../db/prepared";
+import { AUTH_LOGIN_DECIDE, AUTH_LOGIN_READ, type LoginDecideParam, type LoginReadParam } from "../db/functions";
+import { preparedQuery, rowPlaceholders, rowValues, sendLoginStatement, statementTemplate } from "../db/prepared";
 import { accountStatus, auditEvents, sessionChains, sessions, type UserRole, users } from "../db/schema";
 import { utcNow } from "../db/schema/columns";
 import { badRequest, conflict, forbidden, notFound, unauthorized } from "../errors";
@@ -215,7 +216,12 @@ export async function login(
 ): Promise<Auth> {
   const keys = { emailKey: emailKey(input.email), addressKey: addressKey(deps.clientAddress) };
   const window = throttleWindow(THROTTLE_WINDOW_SECONDS, deps.now);
-  const read = await loginRead<Partial<CounterRow> & Record<string, unknown>>(db, { ...keys, floor: window.floor, email: input.email });
+  const read = await sendLoginStatement<Partial<CounterRow> & Record<string, unknown>, LoginReadParam>(db, AUTH_LOGIN_READ, {
+    email_key: keys.emailKey,
+    address_key: keys.addressKey,
+    window_floor: window.floor,
+    account_email: input.email,
+  });
   // One row per open counter (or one row of nulls), each carrying the account's columns.
   refuseIfAtLimit(
     read.filter((r): r is CounterRow & Record<string, unknown> => typeof r.key === "string"),
@@ -239,12 +245,23 @@ export async function login(
   }
   const { row, auth } = await newSession(deps, user, deps.now);
   const event = auditRow(audit, { action: "auth.login", targetType: "user", targetId: user.id });
-  // The function writes the `auth.login` event's fixed fields itself (action, target type, no details).
-  const atLimit = await loginDecide<CounterRow>(db, {
-    ...keys,
-    floor: window.floor,
-    ...rowValues("event", event),
-    ...rowValues("session", row),
+  // The statement writes the `auth.login` event's fixed fields itself (action, target type, no details).
+  const atLimit = await sendLoginStatement<CounterRow, LoginDecideParam>(db, AUTH_LOGIN_DECIDE, {
+    email_key: keys.emailKey,
+    address_key: keys.addressKey,
+    window_floor: window.floor,
+    email_bar: MAX_ATTEMPTS_PER_EMAIL,
+    address_bar: MAX_ATTEMPTS_PER_ADDRESS,
+    event_id: event.id,
+    event_at: event.at,
+    event_actor_id: event.actorId,
+    event_ip: event.ip,
+    event_request_id: event.requestId,
+    session_id: row.id,
+    session_user_id: row.userId,
+    session_token_hash: row.tokenHash,
+    session_expires_at: row.expiresAt,
+    session_created_at: row.createdAt,
   });
   refuseIfAtLimit(atLimit, loginMaxOf, THROTTLE_WINDOW_SECONDS, deps.now);
   if (needsRehash(user.passwordHash)) {
@@ -258,9 +275,10 @@ export async function login(
   return auth;
 }
 
-// The sign-in's three statements, rendered once and sent with each call's values. Before the
-// hash and after a right password they call the functions of migration 0009 (planned once per
-// server connection, also through a transaction pooler); a failure's statement is built here.
+// The sign-in's statements. Before the hash and after a right password: migration 0009's two,
+// written in src/db/functions.ts and sent by sendLoginStatement (their bodies prepared where the
+// connection keeps prepared statements, else the functions' calls). A failure's statement is
+// built here, rendered once and sent with each call's values.
 const p = sql.placeholder;
 const EVENT_COLUMNS = [
   "id",
@@ -274,44 +292,12 @@ const EVENT_COLUMNS = [
   "details",
 ] as const satisfies readonly (keyof ReturnType<typeof auditRow>)[];
 
-/** Before the hash, read-only: the account with its flags, and the throttle's open counters. */
-const loginRead = statementTemplate(
-  "auth.login.read",
-  () => sql`select * from auth_login_read(${p("emailKey")}, ${p("addressKey")}, ${p("floor")}::timestamp, ${p("email")})`,
-);
-
 /** After a failed check: both counters count it (returned, to judge), and its event. */
 const loginFailed = statementTemplate("auth.login.failed", (db) => {
   const counted = countAttempts(db, [p("emailKey"), p("addressKey")], { now: p("now"), floor: p("floor"), expires: p("expires") });
   const event = db.insert(auditEvents).values(rowPlaceholders("event", EVENT_COLUMNS));
   return sql`with counted as (${counted.getSQL()}), audited as (${event.getSQL()}) select * from counted`;
 });
-
-/** After a right password: the counters at their bar (returned), else the forgiving, the event and the session. */
-const loginDecide = statementTemplate(
-  "auth.login.decide",
-  () =>
-    sql`select * from auth_login_decide(${sql.join(
-      [
-        sql`${p("emailKey")}`,
-        sql`${p("addressKey")}`,
-        sql`${p("floor")}::timestamp`,
-        sql`${MAX_ATTEMPTS_PER_EMAIL}::integer`,
-        sql`${MAX_ATTEMPTS_PER_ADDRESS}::integer`,
-        sql`${p("event.id")}::uuid`,
-        sql`${p("event.at")}::timestamp`,
-        sql`${p("event.actorId")}::uuid`,
-        sql`${p("event.ip")}`,
-        sql`${p("event.requestId")}`,
-        sql`${p("session.id")}::uuid`,
-        sql`${p("session.userId")}::uuid`,
-        sql`${p("session.tokenHash")}`,
-        sql`${p("session.expiresAt")}::timestamp`,
-        sql`${p("session.createdAt")}::timestamp`,
-      ],
-      sql`, `,
-    )})`,
-);
 
 /**
  * Verifies the token, then requires its session row: present, unexpired, owned by `sub`,
