@@ -43,7 +43,8 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
     c.set("requestId", requestId);
     const started = performance.now();
     const method = c.req.method;
-    const counted = metrics ? countRequest(metrics, c.req.path) : undefined;
+    const path = c.req.path;
+    const counted = metrics ? countRequest(metrics, path) : undefined;
     try {
       if (method === "GET" || method === "HEAD") await next();
       else {
@@ -54,12 +55,13 @@ export function createApp(deps: AppDeps, options: AppOptions = {}) {
     } finally {
       counted?.(c.res.status);
     }
-    c.res.headers.set("x-request-id", requestId);
+    const res = c.res;
+    res.headers.set("x-request-id", requestId);
     deps.logger.info("request", {
       requestId,
       method,
-      path: c.req.path,
-      status: c.res.status,
+      path,
+      status: res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
       traceId: c.get("traceId"),
     });

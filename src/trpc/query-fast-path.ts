@@ -15,10 +15,11 @@ import { getHTTPStatusCode, type TRPCRequestInfo } from "@trpc/server/http";
  * `fetchRequestHandler` answers (status, headers, body; `test/integration/query-fast-path.test.ts`
  * compares the two over every query procedure, good and bad input), built from tRPC's public
  * server API (`callTRPCProcedure`, `getTRPCErrorShape`, `transformTRPCResponse`), but without
- * the adapter's general machinery: per-request abort-signal combinations, two URL parses,
- * content-type negotiation, batch bookkeeping. Under load that machinery cost about 45 µs of CPU
- * per request, some 40 % of what the service spent on `products.byId` beyond the raw baseline
- * (bench/README.md).
+ * the adapter's general machinery: per-request abort-signal combinations, two URL parses and a
+ * URLSearchParams (the one `input` parameter is read by hand, `inputParam`), content-type
+ * negotiation, batch bookkeeping, a second Headers object per answer. Under load that machinery
+ * cost about 45 µs of CPU per request, some 40 % of what the service spent on `products.byId`
+ * beyond the raw baseline (bench/README.md).
  *
  * Anything else (POST, batches, `?batch=1`, streaming accept headers, content types, other query
  * parameters, encoded or unknown paths, input that is not JSON, mutations and subscriptions)
@@ -48,10 +49,8 @@ export async function answerSingleQuery<TRouter extends AnyTRPCRouter>(
 
   let input: unknown;
   if (queryStart >= 0) {
-    const params = new URLSearchParams(url.slice(queryStart + 1));
-    let names = 0;
-    for (const name of params.keys()) if (name !== "input" || ++names > 1) return null;
-    const raw = params.get("input");
+    const raw = inputParam(url, queryStart + 1);
+    if (raw === null) return null;
     if (raw) {
       try {
         input = config.transformer.input.deserialize(JSON.parse(raw));
@@ -123,20 +122,53 @@ export async function answerSingleQuery<TRouter extends AnyTRPCRouter>(
   }
   if (meta?.status) status = meta.status;
 
+  const body = JSON.stringify(transformTRPCResponse(config, answer as never));
+  // Like the adapter, what createContext's resHeaders and responseMeta hold is appended to the
+  // two headers of every answer. Usually that is nothing (nothing in src/ writes ctx.resHeaders;
+  // responseMeta only adds Retry-After to a throttled error), and then the Response is built from
+  // a constant object: one native Headers instead of two and a copy. (Fetch Headers iterate
+  // sorted by name, so the order they are given in does not show.)
+  if (resHeaders.keys().next().done) return new Response(body, { status, headers: BASE_HEADERS });
   const headers = new Headers(BASE_HEADERS);
   for (const [key, value] of resHeaders) headers.append(key, value);
-  return new Response(JSON.stringify(transformTRPCResponse(config, answer as never)), { status, headers });
+  return new Response(body, { status, headers });
 }
+
+/**
+ * The raw value of `input` when the query string (from `start` in `url`) is exactly `input=<value>`
+ * or empty (`""`, as if there were none), decoded as URLSearchParams decodes it (`+` is a space,
+ * then percent-escapes as UTF-8); `null` for anything else: another parameter, `input` twice, a
+ * fragment, `input` without `=`, a malformed escape or one that is not UTF-8. A `null` hands the
+ * request to tRPC's adapter, which decides with URLSearchParams itself, so this never has to
+ * agree with URLSearchParams on odd input, only on what it accepts. Parsing by hand saves the
+ * URLSearchParams object and its iteration on every request.
+ */
+export function inputParam(url: string, start: number): string | null {
+  if (start === url.length) return "";
+  if (!url.startsWith("input=", start)) return null;
+  const value = url.slice(start + INPUT_PREFIX_LENGTH);
+  // One parameter only; `#` would start a fragment, which is not part of the query.
+  if (value.includes("&") || value.includes("#")) return null;
+  const plus = value.includes("+");
+  if (!plus && !value.includes("%")) return value;
+  try {
+    // `+` first: an escaped plus (`%2B`) must stay a plus.
+    return decodeURIComponent(plus ? value.replaceAll("+", " ") : value);
+  } catch {
+    // A `%` not followed by two hex digits, or bytes that are not UTF-8 (URLSearchParams would
+    // keep or replace them instead of failing): left to the adapter.
+    return null;
+  }
+}
+
+const INPUT_PREFIX_LENGTH = "input=".length;
 
 // A procedure path as the clients send it: no percent-encoding (decoding is the adapter's job),
 // no comma (a batch).
 const PLAIN_PATH = /^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*$/;
 
-// The header order of fetchRequestHandler's answer: `vary` first, then `content-type`.
-const BASE_HEADERS: [string, string][] = [
-  ["vary", "trpc-accept, accept"],
-  ["content-type", "application/json"],
-];
+// The two headers of fetchRequestHandler's answer to a query.
+const BASE_HEADERS = { vary: "trpc-accept, accept", "content-type": "application/json" };
 
 const STREAM_REFUSED = "Cannot use stream-like response in non-streaming request - use httpBatchStreamLink";
 

@@ -1,7 +1,10 @@
 // CORS_ORIGINS and the security headers, at the HTTP level (the browser itself is in
 // test/browser/): preflight and answers for a listed origin, nothing for any other origin.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { Hono, type MiddlewareHandler } from "hono";
+import { secureHeaders } from "hono/secure-headers";
 import { createApp } from "../../src/app";
+import { API_CSP, securityHeaders } from "../../src/browser";
 import { EnvError, parseEnv } from "../../src/env";
 import { createTestDeps, signUp } from "../support/app";
 import { getTestDatabase } from "../support/db";
@@ -95,5 +98,55 @@ describe("CORS: security", () => {
       expect(res.headers.get("content-security-policy")).toBe("default-src 'none'; frame-ancestors 'none'; base-uri 'none'");
       expect(res.headers.get("x-powered-by")).toBeNull();
     }
+  });
+});
+
+// securityHeaders sets constant pairs instead of running Hono's secureHeaders middleware on API
+// answers (src/browser.ts); these hold the two to the same answers.
+describe("security headers: the same as Hono's secureHeaders", () => {
+  const withHeaders = (middleware: MiddlewareHandler) => {
+    const app = new Hono<{ Variables: { secureHeadersNonce?: string } }>();
+    app.use("*", middleware);
+    app.get("/json", (c) => c.json({ ok: true }));
+    // A handler that sets some of the headers itself, and X-Powered-By.
+    app.get("/own", (c) =>
+      c.text("own", 200, { "x-frame-options": "DENY", "Content-Security-Policy": "default-src *", "X-Powered-By": "Express" }),
+    );
+    app.get("/raw", () => new Response("raw", { status: 201, headers: { "x-powered-by": "PHP", "referrer-policy": "unsafe-url" } }));
+    app.get("/docs", (c) => c.text(c.get("secureHeadersNonce") ?? "no nonce"));
+    app.get("/docs/reference.js", (c) => c.text(c.get("secureHeadersNonce") ?? "no nonce"));
+    app.get("/docsx", (c) => c.text("not the reference page"));
+    return app;
+  };
+  const ours = withHeaders(securityHeaders);
+  const hono = withHeaders(secureHeaders({ contentSecurityPolicy: API_CSP }));
+  const snapshot = async (res: Response) => ({ status: res.status, headers: [...res.headers.entries()], body: await res.text() });
+
+  for (const path of ["/json", "/own", "/raw", "/nope", "/docsx"]) {
+    test(`${path}: the same status, headers and body`, async () => {
+      expect(await snapshot(await ours.request(path))).toEqual(await snapshot(await hono.request(path)));
+    });
+  }
+
+  test("API answers carry every header of the list, and no X-Powered-By", async () => {
+    const headers = (await ours.request("/own")).headers;
+    expect(headers.get("x-frame-options")).toBe("SAMEORIGIN");
+    expect(headers.get("content-security-policy")).toBe("default-src 'none'; frame-ancestors 'none'; base-uri 'none'");
+    expect(headers.get("strict-transport-security")).toBe("max-age=15552000; includeSubDomains");
+    expect(headers.get("x-powered-by")).toBeNull();
+  });
+
+  test("/docs and below: the reference page's policy, with the nonce its script is given", async () => {
+    for (const path of ["/docs", "/docs/reference.js"]) {
+      const res = await ours.request(path);
+      const nonce = await res.text();
+      expect(nonce).not.toBe("no nonce");
+      const csp = res.headers.get("content-security-policy") ?? "";
+      expect(csp).toContain(`script-src 'nonce-${nonce}'`);
+      expect(csp).toContain("default-src 'self'");
+      expect(res.headers.get("x-frame-options")).toBe("SAMEORIGIN");
+    }
+    // A fresh nonce per answer.
+    expect(await (await ours.request("/docs")).text()).not.toBe(await (await ours.request("/docs")).text());
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { Histogram, Registry } from "prom-client";
 import { EnvError, parseEnv } from "../../src/env";
 import { procedureLabel } from "../../src/observability/labels";
 import { createMetrics, statusClass } from "../../src/observability/metrics";
@@ -57,6 +58,66 @@ describe("observability: happy path", () => {
     expect(body).toContain('job_last_success_timestamp_seconds{job="prune-sessions"} 1796083200');
     expect(body).toContain("db_pool_max_connections 4");
     expect(body).toContain("db_statements_waiting 2");
+  });
+});
+
+// The request and statement histograms are counted in plain numbers and written into prom-client
+// at scrape time (src/observability/metrics.ts, plainHistogram); what /metrics shows must be what
+// prom-client's own observe() would have made of the same observations.
+describe("observability: histograms as prom-client renders them", () => {
+  const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  // Below, on and between bounds, above the last one (only in +Inf), and sums that round.
+  const seconds = [0, 0.0001, 0.001, 0.0010001, 0.004, 0.005, 0.1, 0.3, 0.7, 1, 9.99, 10, 10.5, 120, 0.1 + 0.2];
+
+  // One metric's lines (# HELP to its last sample); the registry separates metrics by a blank line.
+  const section = (body: string, name: string) =>
+    body
+      .split("\n\n")
+      .find((block) => block.startsWith(`# HELP ${name} `))
+      ?.trimEnd();
+
+  function reference(name: string, help: string, labelNames: string[]) {
+    const registry = new Registry();
+    return { registry, histogram: new Histogram({ name, help, labelNames, buckets: BUCKETS, registers: [registry] }) };
+  }
+
+  test("http_request_duration_seconds: the same text as prom-client's observe, scrape after scrape", async () => {
+    const m = createMetrics({ poolMax: 1 });
+    const name = "http_request_duration_seconds";
+    const help = (await m.render()).body.match(new RegExp(`# HELP ${name} (.*)`))?.[1] ?? "";
+    const ref = reference(name, help, ["procedure", "status"]);
+    const observe = (procedure: string, status: number, s: number) => {
+      m.request(procedure, status, s);
+      ref.histogram.labels(procedure, statusClass(status)).observe(s);
+    };
+    for (const [i, s] of seconds.entries()) observe(i % 3 ? "products.byId" : "products.list", i % 4 ? 200 : 404, s);
+    expect(section((await m.render()).body, name)).toBe(section(await ref.registry.metrics(), name));
+    // More observations after a scrape, and a label set seen only now.
+    for (const s of seconds) observe("products.byId", 200, s / 7);
+    observe("/health", 503, 0.02);
+    const body = (await m.render()).body;
+    expect(section(body, name)).toBe(section(await ref.registry.metrics(), name));
+    expect(body).toContain('http_request_duration_seconds_bucket{le="+Inf",procedure="/health",status="5xx"} 1');
+  });
+
+  test("db_statement_duration_seconds: the same text as prom-client's observe", async () => {
+    const m = createMetrics({ poolMax: 1 });
+    const name = "db_statement_duration_seconds";
+    const help = (await m.render()).body.match(new RegExp(`# HELP ${name} (.*)`))?.[1] ?? "";
+    const ref = reference(name, help, ["operation"]);
+    for (const [i, s] of seconds.entries()) {
+      const operation = ["select", "insert", "with"][i % 3];
+      m.statement(operation, s);
+      ref.histogram.labels(operation).observe(s);
+    }
+    expect(section((await m.render()).body, name)).toBe(section(await ref.registry.metrics(), name));
+    expect(section((await m.render()).body, name)).toBe(section(await ref.registry.metrics(), name));
+  });
+
+  test("error: a value that is not a finite number is refused, as prom-client refuses it", () => {
+    const m = createMetrics({ poolMax: 1 });
+    expect(() => m.request("products.byId", 200, Number.NaN)).toThrow(TypeError);
+    expect(() => m.statement("select", Number.POSITIVE_INFINITY)).toThrow(TypeError);
   });
 });
 
